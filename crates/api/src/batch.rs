@@ -1,0 +1,178 @@
+//! `/ngsi-ld/v1/entityOperations/{create,upsert,update,delete,merge}`: batch operations.
+//!
+//! Every entity of a batch is validated first, then all of them are applied in one writer
+//! transaction, in order, each all-or-nothing; the answer lists successes and per-entity errors.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use haskap_model::jsonld::ActiveContext;
+use haskap_model::ops;
+use haskap_model::parse::Parser;
+use haskap_model::validate::{check_uri, now_micros};
+use haskap_model::{ErrorKind, NgsiError};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, problem_body};
+use crate::request::{BodyType, Req, Spec};
+use crate::response::{no_content, plain_json};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Create,
+    Upsert { replace: bool },
+    Update { no_overwrite: bool },
+    Merge,
+    Delete,
+}
+
+/// Handles `POST /entityOperations/{op}`.
+pub async fn dispatch(State(app): State<AppState>, Path(op): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+    match run(&app, &op, &method, &uri, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn run(app: &AppState, op: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    if op == "query" {
+        return Err(ApiError::new(ErrorKind::OperationNotSupported, "batch query is not supported yet"));
+    }
+    if !matches!(op, "create" | "upsert" | "update" | "delete" | "merge") {
+        return Err(ApiError(NgsiError::not_found(format!("no batch operation {op:?}"))));
+    }
+    if *method != Method::POST {
+        return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
+    }
+    let req = Req::parse(app, method, headers, uri.query(), body, Spec { params: &["options", "local"], geo: false, body_context: false }).await?;
+    let options: Vec<&str> = req.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default();
+    let op = match op {
+        "create" => Op::Create,
+        "upsert" => Op::Upsert { replace: !options.contains(&"update") },
+        "update" => Op::Update { no_overwrite: options.contains(&"noOverwrite") },
+        "merge" => Op::Merge,
+        _ => Op::Delete,
+    };
+    let items = req.json().as_array().ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
+    if items.is_empty() {
+        return Err(ApiError(NgsiError::bad_data("the batch is empty")));
+    }
+    if items.len() > app.config.max_batch {
+        return Err(ApiError::new(ErrorKind::PayloadTooLarge, format!("the batch has {} entities, more than the limit of {}", items.len(), app.config.max_batch)));
+    }
+    let mut prepared: Vec<Result<Prepared, (String, NgsiError)>> = Vec::with_capacity(items.len());
+    for item in items {
+        prepared.push(prepare(&req, op, item).await);
+    }
+    let tenant = req.tenant.clone();
+    let limits = req.app.config.limits;
+    let now = now_micros();
+    let outcome: Vec<Result<(String, bool), (String, NgsiError)>> = req
+        .app
+        .store
+        .write(move |txn| {
+            let mut out = Vec::with_capacity(prepared.len());
+            for p in prepared {
+                let p = match p {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                };
+                let id = p.id.clone();
+                let cur = txn.get(&tenant, &id);
+                let parser = Parser { ctx: &p.ctx, now, limits };
+                // (change, created, a per-entity error to report although the change applies)
+                let res: Result<(ops::Change, bool, Option<NgsiError>), NgsiError> = match op {
+                    Op::Delete => ops::delete(cur, &id).map(|c| (c, false, None)),
+                    Op::Create => parser.entity(&p.body).and_then(|e| ops::create(cur, e)).map(|c| (c, true, None)),
+                    Op::Upsert { replace } => parser.entity(&p.body).and_then(|e| ops::upsert(cur, e, replace, now)).map(|(c, n)| (c, n, None)),
+                    Op::Update { no_overwrite } => parser.fragment(&p.body, true).and_then(|f| ops::append(cur, &id, f, no_overwrite, now)).map(|(c, r)| {
+                        let kept = (!r.not_updated.is_empty()).then(|| {
+                            let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
+                            NgsiError::bad_data(format!("attributes not overwritten (noOverwrite): {}", names.join(", ")))
+                        });
+                        (c, false, kept)
+                    }),
+                    Op::Merge => ops::merge(cur, &id, &p.body, &parser).map(|c| (c, false, None)),
+                };
+                match res {
+                    Ok((change, created, report)) => {
+                        txn.apply(&tenant, &id, change);
+                        out.push(match report {
+                            None => Ok((id, created)),
+                            Some(e) => Err((id, e)),
+                        });
+                    }
+                    Err(e) => out.push(Err((id, e))),
+                }
+            }
+            out
+        })
+        .await?;
+    let mut success: Vec<String> = Vec::new();
+    let mut created: Vec<String> = Vec::new();
+    let mut errors = Vec::new();
+    for r in outcome {
+        match r {
+            Ok((id, was_created)) => {
+                if was_created && !created.contains(&id) {
+                    created.push(id.clone());
+                }
+                if !success.contains(&id) {
+                    success.push(id);
+                }
+            }
+            Err((id, e)) => errors.push(json!({"entityId": id, "error": problem_body(&e)})),
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(plain_json(StatusCode::MULTI_STATUS, &json!({"success": success, "errors": errors})));
+    }
+    match op {
+        Op::Create => Ok(plain_json(StatusCode::CREATED, &json!(success))),
+        Op::Upsert { .. } if !created.is_empty() => Ok(plain_json(StatusCode::CREATED, &json!(created))),
+        _ => Ok(no_content()),
+    }
+}
+
+/// One validated batch item.
+struct Prepared {
+    id: String,
+    ctx: Arc<ActiveContext>,
+    body: Value,
+}
+
+async fn prepare(req: &Req, op: Op, item: &Value) -> Result<Prepared, (String, NgsiError)> {
+    if op == Op::Delete {
+        let id = item.as_str().ok_or_else(|| (item.to_string(), NgsiError::bad_data("batch delete takes an array of entity ids")))?;
+        check_uri(id, "entity id").map_err(|e| (id.to_string(), e))?;
+        return Ok(Prepared { id: id.to_string(), ctx: req.ctx.clone(), body: Value::Null });
+    }
+    let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let fail = |e: NgsiError| (id.clone(), e);
+    let obj = item.as_object().ok_or_else(|| fail(NgsiError::bad_data("each batch item must be an entity object")))?;
+    if id.is_empty() {
+        return Err(fail(NgsiError::bad_data("the entity has no \"id\"")));
+    }
+    check_uri(&id, "entity id").map_err(fail)?;
+    let ctx = match (req.body_type, obj.get("@context")) {
+        (Some(BodyType::Json), Some(_)) => return Err(fail(NgsiError::bad_data("the entity has an @context but Content-Type is application/json"))),
+        (Some(BodyType::JsonLd), None) => return Err(fail(NgsiError::bad_data("Content-Type is application/ld+json but the entity has no @context"))),
+        (_, Some(c)) => req.app.contexts.resolve(c).await.map_err(fail)?,
+        (_, None) => req.ctx.clone(),
+    };
+    let now = now_micros();
+    let parser = Parser { ctx: &ctx, now, limits: req.app.config.limits };
+    match op {
+        Op::Create | Op::Upsert { .. } => parser.entity(item).map(|_| ()),
+        _ => parser.fragment(item, true).map(|_| ()),
+    }
+    .map_err(fail)?;
+    Ok(Prepared { id, ctx, body: item.clone() })
+}

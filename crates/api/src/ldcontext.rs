@@ -1,0 +1,264 @@
+//! The @context registry: built-in documents, hosted ones (added through `/jsonldContexts`),
+//! and remote ones fetched once with a short timeout, cached and persisted. Active contexts are
+//! built once per distinct request context and cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use haskap_model::builtin::{BUILTIN_CONTEXTS, CORE_CONTEXT, CORE_CONTEXT_URL};
+use haskap_model::jsonld::{ActiveContext, ContextError};
+use haskap_model::validate::{format_micros, now_micros};
+use haskap_model::{ErrorKind, NgsiError};
+use haskap_store::Store;
+use parking_lot::RwLock;
+use serde_json::{Value, json};
+
+/// Largest remote @context document accepted.
+const MAX_DOC_BYTES: usize = 1 << 20;
+/// How many built active contexts are kept before the cache starts over.
+const MAX_BUILT: usize = 4096;
+/// Metadata key prefix of persisted documents.
+const META_PREFIX: &str = "ctx/";
+
+/// Where a document came from (the `kind` of the jsonldContexts API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocKind {
+    /// Added by a client and served by this broker.
+    Hosted,
+    /// Fetched from its URL and kept.
+    Cached,
+    /// Built into the binary.
+    Builtin,
+}
+
+impl DocKind {
+    fn name(self) -> &'static str {
+        match self {
+            DocKind::Hosted => "Hosted",
+            DocKind::Cached | DocKind::Builtin => "Cached",
+        }
+    }
+}
+
+/// One known @context document.
+pub struct Doc {
+    /// The document, with its `@context` member.
+    pub doc: Arc<Value>,
+    /// Where it came from.
+    pub kind: DocKind,
+    /// The id under `/jsonldContexts/`.
+    pub local_id: String,
+    /// When it was added (micros).
+    pub created_at: i64,
+    hits: AtomicU64,
+}
+
+/// All known @context documents and the active contexts built from them.
+pub struct ContextRegistry {
+    core: Arc<ActiveContext>,
+    docs: RwLock<HashMap<String, Arc<Doc>>>,
+    built: RwLock<HashMap<String, Arc<ActiveContext>>>,
+    client: reqwest::Client,
+    store: Store,
+    hosted_prefix: String,
+}
+
+impl ContextRegistry {
+    /// The registry with the built-in documents and whatever was persisted in `store`.
+    /// `public_url` is this broker's base URL, under which hosted contexts are served.
+    pub fn new(store: Store, public_url: &str, fetch_timeout: Duration) -> Result<Self, NgsiError> {
+        let core_doc: Value = serde_json::from_str(CORE_CONTEXT).map_err(|e| NgsiError::internal(e.to_string()))?;
+        let core = ActiveContext::core(&core_doc).map_err(|e| NgsiError::internal(e.to_string()))?;
+        let mut docs = HashMap::new();
+        for (i, (url, text)) in BUILTIN_CONTEXTS.iter().enumerate() {
+            let doc: Value = serde_json::from_str(text).map_err(|e| NgsiError::internal(format!("{url}: {e}")))?;
+            docs.insert(url.to_string(), Arc::new(Doc::new(doc, DocKind::Builtin, format!("builtin-{i}"), 0)));
+        }
+        for (key, bytes) in store.scan_meta(META_PREFIX).map_err(|e| NgsiError::internal(e.to_string()))? {
+            let Ok(rec) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            let kind = if rec["kind"] == "Hosted" { DocKind::Hosted } else { DocKind::Cached };
+            let local_id = rec["localId"].as_str().unwrap_or_default().to_string();
+            let created = rec["createdAt"].as_i64().unwrap_or_default();
+            docs.insert(key[META_PREFIX.len()..].to_string(), Arc::new(Doc::new(rec["doc"].clone(), kind, local_id, created)));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(fetch_timeout)
+            .connect_timeout(fetch_timeout)
+            .build()
+            .map_err(|e| NgsiError::internal(e.to_string()))?;
+        Ok(ContextRegistry {
+            core: Arc::new(core),
+            docs: RwLock::new(docs),
+            built: RwLock::new(HashMap::new()),
+            client,
+            store,
+            hosted_prefix: format!("{}/ngsi-ld/v1/jsonldContexts/", public_url.trim_end_matches('/')),
+        })
+    }
+
+    /// The core context.
+    pub fn core(&self) -> Arc<ActiveContext> {
+        self.core.clone()
+    }
+
+    /// The active context for a request's `@context` value (a URL, an object or an array).
+    pub async fn resolve(&self, value: &Value) -> Result<Arc<ActiveContext>, NgsiError> {
+        let key = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        if let Some(c) = self.built.read().get(&key) {
+            return Ok(c.clone());
+        }
+        let mut fetched = 0;
+        loop {
+            let attempt = {
+                let docs = self.docs.read();
+                self.core.extend(value, &|url| {
+                    docs.get(url).map(|d| {
+                        d.hits.fetch_add(1, Ordering::Relaxed);
+                        d.doc.clone()
+                    })
+                })
+            };
+            match attempt {
+                Ok(ctx) => {
+                    let ctx = Arc::new(ctx);
+                    let mut built = self.built.write();
+                    if built.len() >= MAX_BUILT {
+                        built.clear();
+                    }
+                    built.insert(key, ctx.clone());
+                    return Ok(ctx);
+                }
+                Err(ContextError::Missing(url)) if fetched < 32 => {
+                    self.fetch(&url).await?;
+                    fetched += 1;
+                }
+                Err(ContextError::Missing(url)) => {
+                    return Err(NgsiError::new(ErrorKind::LdContextNotAvailable, format!("too many @context documents to load, last {url}")));
+                }
+                Err(ContextError::Invalid(why)) => return Err(NgsiError::bad_data(why)),
+                Err(other) => return Err(NgsiError::bad_data(other.to_string())),
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &str) -> Result<(), NgsiError> {
+        let unavailable = |why: String| NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} cannot be loaded: {why}"));
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(unavailable("only http and https URLs can be fetched".into()));
+        }
+        if url.starts_with(&self.hosted_prefix) {
+            return Err(unavailable("no such hosted context".into()));
+        }
+        let resp = self
+            .client
+            .get(url)
+            .header("Accept", "application/ld+json, application/json;q=0.9")
+            .send()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!("the server answered {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
+        if bytes.len() > MAX_DOC_BYTES {
+            return Err(unavailable(format!("it is larger than {MAX_DOC_BYTES} bytes")));
+        }
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("it is not JSON: {e}")))?;
+        if !doc.get("@context").is_some_and(|c| c.is_object() || c.is_array() || c.is_string()) {
+            return Err(unavailable("it has no @context member".into()));
+        }
+        tracing::info!(url, "fetched @context");
+        self.insert(url.to_string(), doc, DocKind::Cached, next_id())?;
+        Ok(())
+    }
+
+    fn insert(&self, url: String, doc: Value, kind: DocKind, local_id: String) -> Result<Arc<Doc>, NgsiError> {
+        let created = now_micros();
+        let rec = json!({"kind": kind.name(), "localId": local_id, "createdAt": created, "doc": doc});
+        self.store
+            .put_meta(&format!("{META_PREFIX}{url}"), rec.to_string().as_bytes())
+            .map_err(|e| NgsiError::internal(e.to_string()))?;
+        let d = Arc::new(Doc::new(doc, kind, local_id, created));
+        self.docs.write().insert(url, d.clone());
+        Ok(d)
+    }
+
+    /// Hosts a client's context document; returns its URL.
+    pub fn add_hosted(&self, doc: Value) -> Result<String, NgsiError> {
+        let id = next_id();
+        let url = format!("{}{id}", self.hosted_prefix);
+        self.insert(url.clone(), doc, DocKind::Hosted, id)?;
+        Ok(url)
+    }
+
+    /// Finds a document by URL or local id.
+    pub fn find(&self, id: &str) -> Option<(String, Arc<Doc>)> {
+        let docs = self.docs.read();
+        if let Some(d) = docs.get(id) {
+            return Some((id.to_string(), d.clone()));
+        }
+        docs.iter().find(|(_, d)| d.local_id == id).map(|(u, d)| (u.clone(), d.clone()))
+    }
+
+    /// All documents, optionally of one kind, as (URL, document).
+    pub fn list(&self) -> Vec<(String, Arc<Doc>)> {
+        let mut v: Vec<_> = self.docs.read().iter().map(|(u, d)| (u.clone(), d.clone())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Deletes a hosted or cached document; with `reload`, a cached one is fetched again.
+    pub async fn delete(&self, url: &str, reload: bool) -> Result<(), NgsiError> {
+        let Some((url, doc)) = self.find(url) else {
+            return Err(NgsiError::not_found(format!("no @context {url}")));
+        };
+        if doc.kind == DocKind::Builtin {
+            return Err(NgsiError::bad_data(format!("{url} is built in and cannot be deleted")));
+        }
+        if reload && doc.kind == DocKind::Hosted {
+            return Err(NgsiError::bad_data(format!("{url} is hosted here and cannot be reloaded")));
+        }
+        self.docs.write().remove(&url);
+        self.built.write().clear();
+        self.store.delete_meta(&format!("{META_PREFIX}{url}")).map_err(|e| NgsiError::internal(e.to_string()))?;
+        if reload {
+            self.fetch(&url).await?;
+        }
+        Ok(())
+    }
+
+    /// The details object of a document (jsonldContexts `details=true`).
+    pub fn details(url: &str, d: &Doc) -> Value {
+        let mut v = json!({
+            "URL": url,
+            "localId": d.local_id,
+            "kind": d.kind.name(),
+            "numberOfHits": d.hits.load(Ordering::Relaxed),
+        });
+        if d.kind != DocKind::Builtin {
+            v["createdAt"] = Value::String(format_micros(d.created_at));
+        }
+        v
+    }
+
+    /// Whether a URL is the default core context.
+    pub fn is_default_core(url: &str) -> bool {
+        url == CORE_CONTEXT_URL
+    }
+}
+
+impl Doc {
+    fn new(doc: Value, kind: DocKind, local_id: String, created_at: i64) -> Self {
+        Doc { doc: Arc::new(doc), kind, local_id, created_at, hits: AtomicU64::new(0) }
+    }
+}
+
+fn next_id() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    format!("{:x}{:04x}", now_micros(), SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff)
+}

@@ -1,0 +1,137 @@
+//! The HTTP face of Haskap: the NGSI-LD API under `/ngsi-ld/v1`, plus `/health` and `/version`.
+//!
+//! One module per resource, mirroring the URL space; [`request`] does content negotiation,
+//! tenancy, limits and @context resolution once for all of them, and every failure leaves as an
+//! NGSI-LD ProblemDetails ([`error`]). Only this crate knows HTTP and JSON-LD context documents.
+//!
+//! Invariant: nothing here writes except through `haskap_store::Store::write`.
+
+pub mod batch;
+pub mod contexts;
+pub mod entities;
+pub mod error;
+pub mod ldcontext;
+pub mod query;
+pub mod request;
+pub mod response;
+mod server;
+
+pub use server::serve;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use haskap_model::parse::Limits;
+use haskap_store::Store;
+use serde_json::json;
+
+use crate::ldcontext::ContextRegistry;
+
+/// Settings of the API layer.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Most entities in one batch operation.
+    pub max_batch: usize,
+    /// Limits on entities.
+    pub limits: Limits,
+    /// Default page size of queries.
+    pub default_page: usize,
+    /// Largest page size a query may ask for.
+    pub max_page: usize,
+    /// This broker's public base URL (for hosted @contexts).
+    pub public_url: String,
+    /// Timeout of fetching a remote @context.
+    pub context_timeout: Duration,
+    /// Version and build, for `/version`.
+    pub version: serde_json::Value,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 8 << 20,
+            max_batch: 10_000,
+            limits: Limits::default(),
+            default_page: 20,
+            max_page: 1000,
+            public_url: "http://127.0.0.1:1026".into(),
+            context_timeout: Duration::from_secs(3),
+            version: json!({}),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppInner {
+    /// The store.
+    pub store: Store,
+    /// The @context registry.
+    pub contexts: ContextRegistry,
+    /// Settings.
+    pub config: ApiConfig,
+}
+
+/// The shared application state.
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The state over `store` with `config`.
+    pub fn new(store: Store, config: ApiConfig) -> Result<AppState, haskap_model::NgsiError> {
+        let contexts = ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
+        Ok(AppState(Arc::new(AppInner { store, contexts, config })))
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(|| async { response::plain_json(StatusCode::OK, &json!({"status": "ok"})) }))
+        .route("/version", get(version))
+        .route("/ngsi-ld/v1/entities", any(entities::dispatch))
+        .route("/ngsi-ld/v1/entities/", any(entities::dispatch))
+        .route("/ngsi-ld/v1/entities/{*rest}", any(entities::dispatch))
+        .route("/ngsi-ld/v1/entityOperations/{op}", any(batch::dispatch))
+        .route("/ngsi-ld/v1/jsonldContexts", any(contexts::dispatch))
+        .route("/ngsi-ld/v1/jsonldContexts/", any(contexts::dispatch))
+        .route("/ngsi-ld/v1/jsonldContexts/{*rest}", any(contexts::dispatch))
+        .fallback(not_found)
+        .layer(middleware::from_fn(finish))
+        .with_state(state)
+}
+
+async fn version(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    response::plain_json(StatusCode::OK, &app.config.version)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error::ApiError(haskap_model::NgsiError::not_found(format!("no resource at {}", uri.path()))).into_response()
+}
+
+/// Adds `Allow` to 405 answers and logs every request at debug level.
+async fn finish(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
+        let allow = if path.contains("/attrs/") { "PATCH, PUT, DELETE" } else if path.contains("/entityOperations/") { "POST" } else { "GET, POST, PUT, PATCH, DELETE" };
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
+    resp
+}

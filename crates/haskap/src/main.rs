@@ -1,0 +1,140 @@
+//! `haskap`: the command line of the Haskap city data platform.
+//!
+//! `haskap serve` runs the NGSI-LD broker. This crate is glue only: configuration, start-up and
+//! shutdown; everything else lives in the library crates.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use haskap_api::{ApiConfig, AppState};
+use haskap_store::{Store, StoreOptions};
+
+#[derive(Parser)]
+#[command(name = "haskap", version, about = "Haskap: the open city data platform of Tomakomai, an NGSI-LD context broker")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HASKAP_LISTEN", default_value = "127.0.0.1:1026")]
+    listen: SocketAddr,
+    /// Directory of the durable store.
+    #[arg(long, env = "HASKAP_DATA_DIR", default_value = "./haskap-data")]
+    data_dir: PathBuf,
+    /// Public base URL of this broker (for hosted @contexts); defaults to http://LISTEN.
+    #[arg(long, env = "HASKAP_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "HASKAP_LOG_JSON")]
+    log_json: bool,
+    /// Largest request body in bytes.
+    #[arg(long, env = "HASKAP_BODY_LIMIT", default_value_t = 8 << 20)]
+    body_limit: usize,
+    /// Most entities in one batch operation.
+    #[arg(long, env = "HASKAP_MAX_BATCH", default_value_t = 10_000)]
+    max_batch: usize,
+    /// Most attributes one entity may have.
+    #[arg(long, env = "HASKAP_MAX_ATTRIBUTES", default_value_t = 1024)]
+    max_attributes: usize,
+    /// Deepest nesting of sub-attributes.
+    #[arg(long, env = "HASKAP_MAX_DEPTH", default_value_t = 8)]
+    max_depth: usize,
+    /// Default page size of queries.
+    #[arg(long, env = "HASKAP_DEFAULT_PAGE", default_value_t = 20)]
+    default_page: usize,
+    /// Largest page size a query may ask for.
+    #[arg(long, env = "HASKAP_MAX_PAGE", default_value_t = 1000)]
+    max_page: usize,
+    /// Timeout for fetching a remote @context, in milliseconds.
+    #[arg(long, env = "HASKAP_CONTEXT_TIMEOUT_MS", default_value_t = 3000)]
+    context_timeout_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("haskap: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(args.log_json);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HASKAP_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Store::open(&args.data_dir, StoreOptions::default()).with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let mut limits = haskap_model::parse::Limits::default();
+    limits.max_attributes = args.max_attributes;
+    limits.max_sub_depth = args.max_depth;
+    let config = ApiConfig {
+        body_limit: args.body_limit,
+        max_batch: args.max_batch,
+        limits,
+        default_page: args.default_page,
+        max_page: args.max_page,
+        public_url: args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)),
+        context_timeout: Duration::from_millis(args.context_timeout_ms),
+        version: serde_json::json!({
+            "name": "haskap",
+            "version": env!("CARGO_PKG_VERSION"),
+            "ngsiLdApi": "1.8.1",
+            "build": option_env!("HASKAP_BUILD").unwrap_or("dev"),
+        }),
+    };
+    let state = AppState::new(store.clone(), config).context("initialising the API")?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), "haskap serves");
+    haskap_api::serve(listener, haskap_api::router(state), shutdown_signal()).await?;
+    store.shutdown();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,150 @@
+//! Checks on the shapes NGSI-LD data must have: URIs, date-times, GeoJSON, names.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+
+use crate::entity::Micros;
+use crate::error::{NgsiError, Result};
+
+/// Characters NGSI-LD forbids in names and identifiers (clause 4.6.2).
+const FORBIDDEN: &[char] = &['<', '>', '"', '\'', '=', ';', '(', ')'];
+
+/// Whether `s` is an absolute URI: a scheme, a colon and a non-empty rest without spaces.
+pub fn is_uri(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let mut chars = scheme.chars();
+    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    scheme_ok
+        && !rest.is_empty()
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+}
+
+/// Checks that `id` is a URI, naming `what` in the error.
+pub fn check_uri(id: &str, what: &str) -> Result<()> {
+    if is_uri(id) {
+        Ok(())
+    } else {
+        Err(NgsiError::bad_data(format!("{what} {id:?} is not a URI")))
+    }
+}
+
+/// Checks an attribute or type name as sent by a client.
+pub fn check_name(name: &str, what: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(NgsiError::bad_data(format!("{what} must not be empty")));
+    }
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control()) {
+        return Err(NgsiError::bad_data(format!("{what} {name:?} contains the forbidden character {c:?}")));
+    }
+    Ok(())
+}
+
+/// Parses an ISO 8601 / RFC 3339 date-time.
+pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+}
+
+/// Checks a DateTime member such as `observedAt`.
+pub fn check_datetime(v: &Value, what: &str) -> Result<String> {
+    match v.as_str() {
+        Some(s) if parse_datetime(s).is_some() => Ok(s.to_string()),
+        _ => Err(NgsiError::bad_data(format!("{what} must be an ISO 8601 date-time such as 2024-04-01T09:00:00Z, got {v}"))),
+    }
+}
+
+/// The current time in microseconds since the epoch.
+pub fn now_micros() -> Micros {
+    Utc::now().timestamp_micros()
+}
+
+/// Formats system timestamps as ISO 8601 UTC with microseconds.
+pub fn format_micros(t: Micros) -> String {
+    DateTime::<Utc>::from_timestamp_micros(t)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Checks that `v` is a GeoJSON geometry of a type NGSI-LD supports.
+pub fn check_geometry(v: &Value) -> Result<()> {
+    let bad = |why: &str| NgsiError::bad_data(format!("invalid GeoJSON geometry: {why}"));
+    let obj = v.as_object().ok_or_else(|| bad("it must be an object"))?;
+    let ty = obj.get("type").and_then(Value::as_str).ok_or_else(|| bad("\"type\" is missing"))?;
+    if ty == "GeometryCollection" {
+        let geoms = obj.get("geometries").and_then(Value::as_array).ok_or_else(|| bad("\"geometries\" must be an array"))?;
+        return geoms.iter().try_for_each(check_geometry);
+    }
+    let coords = obj.get("coordinates").ok_or_else(|| bad("\"coordinates\" is missing"))?;
+    let ok = match ty {
+        "Point" => is_position(coords),
+        "MultiPoint" => is_list(coords, 0, is_position),
+        "LineString" => is_list(coords, 2, is_position),
+        "MultiLineString" => is_list(coords, 0, |l| is_list(l, 2, is_position)),
+        "Polygon" => is_polygon(coords),
+        "MultiPolygon" => is_list(coords, 0, is_polygon),
+        other => return Err(bad(&format!("unsupported type {other:?}"))),
+    };
+    if ok { Ok(()) } else { Err(bad(&format!("coordinates do not form a valid {ty}"))) }
+}
+
+fn is_position(v: &Value) -> bool {
+    match v.as_array() {
+        Some(a) if (2..=3).contains(&a.len()) && a.iter().all(Value::is_number) => {
+            let lon = a[0].as_f64().unwrap_or(f64::NAN);
+            let lat = a[1].as_f64().unwrap_or(f64::NAN);
+            (-180.0..=180.0).contains(&lon) && (-90.0..=90.0).contains(&lat)
+        }
+        _ => false,
+    }
+}
+
+fn is_list(v: &Value, min: usize, item: impl Fn(&Value) -> bool) -> bool {
+    v.as_array().is_some_and(|a| a.len() >= min && a.iter().all(item))
+}
+
+fn is_polygon(v: &Value) -> bool {
+    is_list(v, 1, |ring| {
+        is_list(ring, 4, is_position) && {
+            let r = ring.as_array().unwrap_or(&Vec::new()).clone();
+            r.first() == r.last()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn uris() {
+        for ok in ["urn:ngsi-ld:Vehicle:A4567", "http://example.org/x", "a:b"] {
+            assert!(is_uri(ok), "{ok}");
+        }
+        for bad in ["", "Vehicle", ":x", "urn:", "1urn:x", "urn:a b", "urn:<x>"] {
+            assert!(!is_uri(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn geometries() {
+        assert!(check_geometry(&json!({"type": "Point", "coordinates": [141.6, 42.63]})).is_ok());
+        assert!(check_geometry(&json!({"type": "Point", "coordinates": [141.6]})).is_err());
+        assert!(check_geometry(&json!({"type": "Point", "coordinates": [200, 42]})).is_err());
+        let square = json!([[[0, 0], [1, 0], [1, 1], [0, 0]]]);
+        assert!(check_geometry(&json!({"type": "Polygon", "coordinates": square})).is_ok());
+        let open = json!([[[0, 0], [1, 0], [1, 1], [0, 1]]]);
+        assert!(check_geometry(&json!({"type": "Polygon", "coordinates": open})).is_err());
+        assert!(check_geometry(&json!({"type": "Circle", "coordinates": [0, 0]})).is_err());
+        assert!(check_geometry(&json!("POINT(0 0)")).is_err());
+    }
+
+    #[test]
+    fn datetimes() {
+        assert!(check_datetime(&json!("2024-04-01T09:00:00Z"), "observedAt").is_ok());
+        assert!(check_datetime(&json!("2024-04-01T09:00:00.123+09:00"), "observedAt").is_ok());
+        assert!(check_datetime(&json!("yesterday"), "observedAt").is_err());
+        assert!(check_datetime(&json!(12), "observedAt").is_err());
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,127 @@
+//! The on-disk side: fjall keyspaces and the encoding of keys and values.
+//!
+//! Layout (format version 1): keyspace `entities` maps `tenant 0x00 id` to the entity as JSON
+//! (the canonical form of `haskap_model::Entity`); keyspace `meta` holds `format`, `tenant/NAME`
+//! markers and other small records such as cached @contexts.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use haskap_model::Entity;
+
+use crate::state::State;
+use crate::StoreError;
+
+const FORMAT: &[u8] = b"1";
+
+pub(crate) struct Disk {
+    db: Database,
+    entities: Keyspace,
+    meta: Keyspace,
+}
+
+/// One change of a committed group, as written to disk.
+pub(crate) enum Put<'a> {
+    Entity { tenant: &'a str, id: &'a str, entity: Option<&'a Entity> },
+    Tenant(&'a str),
+}
+
+pub(crate) fn entity_key(tenant: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant.len() + 1 + id.len());
+    k.extend_from_slice(tenant.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Disk {
+    pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Disk, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::builder(dir.join("engine")).manual_journal_persist(true).cache_size(cache_bytes).open()?;
+        let entities = db.keyspace("entities", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        match meta.get("format")? {
+            None => {
+                meta.insert("format", FORMAT)?;
+                db.persist(PersistMode::SyncAll)?;
+            }
+            Some(v) if &*v == FORMAT => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "data format {} is not supported by this version (expects {})",
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(FORMAT)
+                )));
+            }
+        }
+        Ok(Disk { db, entities, meta })
+    }
+
+    /// Reads every tenant and entity into memory.
+    pub(crate) fn load(&self) -> Result<State, StoreError> {
+        let mut state = State::default();
+        state.tenants.entry(String::new()).or_default();
+        for kv in self.meta.prefix("tenant/") {
+            let (k, _) = kv.into_inner()?;
+            let name = String::from_utf8_lossy(&k["tenant/".len()..]).into_owned();
+            state.tenants.entry(name).or_default();
+        }
+        for kv in self.entities.iter() {
+            let (k, v) = kv.into_inner()?;
+            let split = k.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
+            let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entity: Entity = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
+            let t = state.tenants.entry(tenant.to_string()).or_default();
+            t.entities.insert(entity.id.clone(), Arc::new(entity));
+        }
+        Ok(state)
+    }
+
+    /// Writes a group atomically and makes it durable.
+    pub(crate) fn commit(&self, puts: &[Put<'_>]) -> Result<(), StoreError> {
+        if puts.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        for p in puts {
+            match p {
+                Put::Entity { tenant, id, entity: Some(e) } => {
+                    let bytes = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    batch.insert(&self.entities, entity_key(tenant, id), bytes);
+                }
+                Put::Entity { tenant, id, entity: None } => batch.remove(&self.entities, entity_key(tenant, id)),
+                Put::Tenant(name) => batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice()),
+            }
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    pub(crate) fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.meta.insert(key, value)?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    pub(crate) fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        self.meta.remove(key)?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    pub(crate) fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.meta.prefix(prefix) {
+            let (k, v) = kv.into_inner()?;
+            out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+}

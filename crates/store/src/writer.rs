@@ -1,0 +1,111 @@
+//! The single writer: gathers queued requests into a group, runs them in one [`Txn`], commits
+//! the group durably, publishes it, then answers every request of the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use haskap_model::Entity;
+use haskap_model::ops::Change;
+
+use crate::disk::Put;
+use crate::state::State;
+use crate::{Shared, StoreError};
+
+/// Called once the group is committed (or failed), to answer the request.
+pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// A request's work inside the writer.
+pub(crate) type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Finish + Send>;
+
+/// A transaction: the committed state plus the changes of the group so far.
+pub struct Txn<'a> {
+    state: &'a State,
+    /// Entity versions written by this group: `None` is a deletion.
+    pending: HashMap<(String, String), Option<Arc<Entity>>>,
+    /// Tenants created by this group, in order.
+    new_tenants: Vec<String>,
+    pub(crate) stop: bool,
+}
+
+impl Txn<'_> {
+    /// The entity as this transaction sees it.
+    pub fn get(&self, tenant: &str, id: &str) -> Option<&Entity> {
+        match self.pending.get(&(tenant.to_string(), id.to_string())) {
+            Some(v) => v.as_deref(),
+            None => self.state.tenants.get(tenant)?.entities.get(id).map(|e| &**e),
+        }
+    }
+
+    /// Records a change to entity `id` of `tenant`; the tenant is created if new.
+    pub fn apply(&mut self, tenant: &str, id: &str, change: Change) {
+        let value = match change {
+            Change::Unchanged => return,
+            Change::Put(e) => Some(Arc::new(e)),
+            Change::Delete => None,
+        };
+        if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
+            self.new_tenants.push(tenant.to_string());
+        }
+        self.pending.insert((tenant.to_string(), id.to_string()), value);
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
+    let mut stop = false;
+    while !stop {
+        let Ok(first) = rx.recv() else { break };
+        let mut jobs = vec![first];
+        while jobs.len() < max_group {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let guard = shared.state.read();
+        let mut txn = Txn { state: &guard, pending: HashMap::new(), new_tenants: Vec::new(), stop: false };
+        let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
+        stop = txn.stop;
+        let Txn { pending, new_tenants, .. } = txn;
+        let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
+        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity { tenant, id, entity: e.as_deref() }));
+        let committed = shared.disk.commit(&puts);
+        drop(puts);
+        drop(guard);
+        if let Err(e) = &committed {
+            tracing::error!(error = %e, "commit failed; the group is rejected");
+        } else {
+            let mut state = shared.state.write();
+            for t in new_tenants {
+                state.tenants.entry(t).or_default();
+            }
+            for ((tenant, id), e) in pending {
+                let t = state.tenants.entry(tenant).or_default();
+                match e {
+                    Some(e) => {
+                        t.entities.insert(id, e);
+                    }
+                    None => {
+                        t.entities.remove(&id);
+                    }
+                }
+            }
+        }
+        let mut outcome = Some(committed);
+        let n = finishers.len();
+        for (i, finish) in finishers.into_iter().enumerate() {
+            let r = if i + 1 == n {
+                outcome.take().unwrap_or(Ok(()))
+            } else {
+                match &outcome {
+                    Some(Ok(())) | None => Ok(()),
+                    Some(Err(e)) => Err(StoreError::Engine(e.to_string())),
+                }
+            };
+            finish(r);
+        }
+    }
+    if let Err(e) = shared.disk.sync() {
+        tracing::error!(error = %e, "final sync failed");
+    }
+    tracing::info!("writer stopped");
+}
