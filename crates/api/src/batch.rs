@@ -31,38 +31,89 @@ enum Op {
 }
 
 /// Handles `POST /entityOperations/{op}`.
-pub async fn dispatch(State(app): State<AppState>, Path(op): Path<String>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
+pub async fn dispatch(
+    State(app): State<AppState>,
+    Path(op): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     match run(&app, &op, &method, &uri, &headers, body).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
 }
 
-async fn run(app: &AppState, op: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+async fn run(
+    app: &AppState,
+    op: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
     if op == "query" {
-        return Err(ApiError::new(ErrorKind::OperationNotSupported, "batch query is not supported yet"));
+        return Err(ApiError::new(
+            ErrorKind::OperationNotSupported,
+            "batch query is not supported yet",
+        ));
     }
     if !matches!(op, "create" | "upsert" | "update" | "delete" | "merge") {
-        return Err(ApiError(NgsiError::not_found(format!("no batch operation {op:?}"))));
+        return Err(ApiError(NgsiError::not_found(format!(
+            "no batch operation {op:?}"
+        ))));
     }
     if *method != Method::POST {
-        return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
+        return Err(ApiError::new(
+            ErrorKind::MethodNotAllowed,
+            "method not allowed here; allowed: POST",
+        ));
     }
-    let req = Req::parse(app, method, headers, uri.query(), body, Spec { params: &["options", "local"], geo: false, body_context: false }).await?;
-    let options: Vec<&str> = req.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default();
+    let req = Req::parse(
+        app,
+        method,
+        headers,
+        uri.query(),
+        body,
+        Spec {
+            params: &["options", "local"],
+            geo: false,
+            body_context: false,
+        },
+    )
+    .await?;
+    let options: Vec<&str> = req
+        .param("options")
+        .map(|o| o.split(',').map(str::trim).collect())
+        .unwrap_or_default();
     let op = match op {
         "create" => Op::Create,
-        "upsert" => Op::Upsert { replace: !options.contains(&"update") },
-        "update" => Op::Update { no_overwrite: options.contains(&"noOverwrite") },
+        "upsert" => Op::Upsert {
+            replace: !options.contains(&"update"),
+        },
+        "update" => Op::Update {
+            no_overwrite: options.contains(&"noOverwrite"),
+        },
         "merge" => Op::Merge,
         _ => Op::Delete,
     };
-    let items = req.json().as_array().ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
+    let items = req
+        .json()
+        .as_array()
+        .ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
     if items.is_empty() {
         return Err(ApiError(NgsiError::bad_data("the batch is empty")));
     }
     if items.len() > app.config.max_batch {
-        return Err(ApiError::new(ErrorKind::PayloadTooLarge, format!("the batch has {} entities, more than the limit of {}", items.len(), app.config.max_batch)));
+        return Err(ApiError::new(
+            ErrorKind::PayloadTooLarge,
+            format!(
+                "the batch has {} entities, more than the limit of {}",
+                items.len(),
+                app.config.max_batch
+            ),
+        ));
     }
     let mut prepared: Vec<Result<Prepared, (String, NgsiError)>> = Vec::with_capacity(items.len());
     for item in items {
@@ -86,19 +137,36 @@ async fn run(app: &AppState, op: &str, method: &Method, uri: &Uri, headers: &Hea
                 };
                 let id = p.id.clone();
                 let cur = txn.get(&tenant, &id);
-                let parser = Parser { ctx: &p.ctx, now, limits };
+                let parser = Parser {
+                    ctx: &p.ctx,
+                    now,
+                    limits,
+                };
                 // (change, created, a per-entity error to report although the change applies)
                 let res: Result<(ops::Change, bool, Option<NgsiError>), NgsiError> = match op {
                     Op::Delete => ops::delete(cur, &id).map(|c| (c, false, None)),
-                    Op::Create => parser.entity(&p.body).and_then(|e| ops::create(cur, e)).map(|c| (c, true, None)),
-                    Op::Upsert { replace } => parser.entity(&p.body).and_then(|e| ops::upsert(cur, e, replace, now)).map(|(c, n)| (c, n, None)),
-                    Op::Update { no_overwrite } => parser.fragment(&p.body, true).and_then(|f| ops::append(cur, &id, f, no_overwrite, now)).map(|(c, r)| {
-                        let kept = (!r.not_updated.is_empty()).then(|| {
-                            let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
-                            NgsiError::bad_data(format!("attributes not overwritten (noOverwrite): {}", names.join(", ")))
-                        });
-                        (c, false, kept)
-                    }),
+                    Op::Create => parser
+                        .entity(&p.body)
+                        .and_then(|e| ops::create(cur, e))
+                        .map(|c| (c, true, None)),
+                    Op::Upsert { replace } => parser
+                        .entity(&p.body)
+                        .and_then(|e| ops::upsert(cur, e, replace, now))
+                        .map(|(c, n)| (c, n, None)),
+                    Op::Update { no_overwrite } => parser
+                        .fragment(&p.body, true)
+                        .and_then(|f| ops::append(cur, &id, f, no_overwrite, now))
+                        .map(|(c, r)| {
+                            let kept = (!r.not_updated.is_empty()).then(|| {
+                                let names: Vec<&str> =
+                                    r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
+                                NgsiError::bad_data(format!(
+                                    "attributes not overwritten (noOverwrite): {}",
+                                    names.join(", ")
+                                ))
+                            });
+                            (c, false, kept)
+                        }),
                     Op::Merge => ops::merge(cur, &id, &p.body, &parser).map(|c| (c, false, None)),
                 };
                 match res {
@@ -132,11 +200,16 @@ async fn run(app: &AppState, op: &str, method: &Method, uri: &Uri, headers: &Hea
         }
     }
     if !errors.is_empty() {
-        return Ok(plain_json(StatusCode::MULTI_STATUS, &json!({"success": success, "errors": errors})));
+        return Ok(plain_json(
+            StatusCode::MULTI_STATUS,
+            &json!({"success": success, "errors": errors}),
+        ));
     }
     match op {
         Op::Create => Ok(plain_json(StatusCode::CREATED, &json!(success))),
-        Op::Upsert { .. } if !created.is_empty() => Ok(plain_json(StatusCode::CREATED, &json!(created))),
+        Op::Upsert { .. } if !created.is_empty() => {
+            Ok(plain_json(StatusCode::CREATED, &json!(created)))
+        }
         _ => Ok(no_content()),
     }
 }
@@ -150,29 +223,62 @@ struct Prepared {
 
 async fn prepare(req: &Req, op: Op, item: &Value) -> Result<Prepared, (String, NgsiError)> {
     if op == Op::Delete {
-        let id = item.as_str().ok_or_else(|| (item.to_string(), NgsiError::bad_data("batch delete takes an array of entity ids")))?;
+        let id = item.as_str().ok_or_else(|| {
+            (
+                item.to_string(),
+                NgsiError::bad_data("batch delete takes an array of entity ids"),
+            )
+        })?;
         check_uri(id, "entity id").map_err(|e| (id.to_string(), e))?;
-        return Ok(Prepared { id: id.to_string(), ctx: req.ctx.clone(), body: Value::Null });
+        return Ok(Prepared {
+            id: id.to_string(),
+            ctx: req.ctx.clone(),
+            body: Value::Null,
+        });
     }
-    let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let id = item
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let fail = |e: NgsiError| (id.clone(), e);
-    let obj = item.as_object().ok_or_else(|| fail(NgsiError::bad_data("each batch item must be an entity object")))?;
+    let obj = item.as_object().ok_or_else(|| {
+        fail(NgsiError::bad_data(
+            "each batch item must be an entity object",
+        ))
+    })?;
     if id.is_empty() {
         return Err(fail(NgsiError::bad_data("the entity has no \"id\"")));
     }
     check_uri(&id, "entity id").map_err(fail)?;
     let ctx = match (req.body_type, obj.get("@context")) {
-        (Some(BodyType::Json), Some(_)) => return Err(fail(NgsiError::bad_data("the entity has an @context but Content-Type is application/json"))),
-        (Some(BodyType::JsonLd), None) => return Err(fail(NgsiError::bad_data("Content-Type is application/ld+json but the entity has no @context"))),
+        (Some(BodyType::Json), Some(_)) => {
+            return Err(fail(NgsiError::bad_data(
+                "the entity has an @context but Content-Type is application/json",
+            )));
+        }
+        (Some(BodyType::JsonLd), None) => {
+            return Err(fail(NgsiError::bad_data(
+                "Content-Type is application/ld+json but the entity has no @context",
+            )));
+        }
         (_, Some(c)) => req.app.contexts.resolve(c).await.map_err(fail)?,
         (_, None) => req.ctx.clone(),
     };
     let now = now_micros();
-    let parser = Parser { ctx: &ctx, now, limits: req.app.config.limits };
+    let parser = Parser {
+        ctx: &ctx,
+        now,
+        limits: req.app.config.limits,
+    };
     match op {
         Op::Create | Op::Upsert { .. } => parser.entity(item).map(|_| ()),
         _ => parser.fragment(item, true).map(|_| ()),
     }
     .map_err(fail)?;
-    Ok(Prepared { id, ctx, body: item.clone() })
+    Ok(Prepared {
+        id,
+        ctx,
+        body: item.clone(),
+    })
 }

@@ -107,7 +107,10 @@ pub struct NgsiError {
 impl NgsiError {
     /// A problem of `kind` with `detail`.
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        NgsiError { kind, detail: detail.into() }
+        NgsiError {
+            kind,
+            detail: detail.into(),
+        }
     }
     /// Shorthand for [`ErrorKind::BadRequestData`].
     pub fn bad_data(detail: impl Into<String>) -> Self {

@@ -81,7 +81,9 @@ impl ActiveContext {
         depth: usize,
     ) -> Result<(), ContextError> {
         if depth > MAX_DEPTH {
-            return Err(ContextError::Invalid("@context documents refer to each other too deeply".into()));
+            return Err(ContextError::Invalid(
+                "@context documents refer to each other too deeply".into(),
+            ));
         }
         match value {
             Value::Null => Ok(()),
@@ -99,7 +101,9 @@ impl ActiveContext {
                 Ok(())
             }
             Value::Object(map) => self.process_object(map, loader, depth),
-            other => Err(ContextError::Invalid(format!("a context cannot be {other}"))),
+            other => Err(ContextError::Invalid(format!(
+                "a context cannot be {other}"
+            ))),
         }
     }
 
@@ -109,6 +113,11 @@ impl ActiveContext {
         loader: &dyn Fn(&str) -> Option<Arc<Value>>,
         depth: usize,
     ) -> Result<(), ContextError> {
+        if depth > MAX_DEPTH {
+            return Err(ContextError::Invalid(
+                "@context documents import each other too deeply".into(),
+            ));
+        }
         if let Some(import) = map.get("@import") {
             let url = import
                 .as_str()
@@ -154,17 +163,26 @@ impl ActiveContext {
         seen: &mut Vec<String>,
     ) -> Result<Option<TermDef>, ContextError> {
         if seen.iter().any(|s| s == term) {
-            return Err(ContextError::Invalid(format!("cyclic definition of term {term}")));
+            return Err(ContextError::Invalid(format!(
+                "cyclic definition of term {term}"
+            )));
         }
         seen.push(term.to_string());
         let out = match def {
             Value::Null => None,
-            Value::String(iri) => Some(TermDef { iri: self.expand_with(local, iri, seen)?, coerce: None }),
+            Value::String(iri) => Some(TermDef {
+                iri: self.expand_with(local, iri, seen)?,
+                coerce: None,
+            }),
             Value::Object(obj) => {
                 let iri = match obj.get("@id") {
                     Some(Value::String(id)) => self.expand_with(local, id, seen)?,
                     Some(Value::Null) => return Ok(None),
-                    Some(_) => return Err(ContextError::Invalid(format!("@id of term {term} must be a string"))),
+                    Some(_) => {
+                        return Err(ContextError::Invalid(format!(
+                            "@id of term {term} must be a string"
+                        )));
+                    }
                     None if obj.contains_key("@reverse") => return Ok(None),
                     None => self.default_iri(local, term, seen)?,
                 };
@@ -175,14 +193,23 @@ impl ActiveContext {
                 };
                 Some(TermDef { iri, coerce })
             }
-            _ => return Err(ContextError::Invalid(format!("definition of term {term} must be a string or an object"))),
+            _ => {
+                return Err(ContextError::Invalid(format!(
+                    "definition of term {term} must be a string or an object"
+                )));
+            }
         };
         seen.pop();
         Ok(out)
     }
 
     /// The IRI of a term defined without `@id`: itself if it is an IRI, else under `@vocab`.
-    fn default_iri(&self, local: &Map<String, Value>, term: &str, seen: &mut Vec<String>) -> Result<String, ContextError> {
+    fn default_iri(
+        &self,
+        local: &Map<String, Value>,
+        term: &str,
+        seen: &mut Vec<String>,
+    ) -> Result<String, ContextError> {
         if term.contains(':') {
             return self.expand_with(local, term, seen);
         }
@@ -193,16 +220,20 @@ impl ActiveContext {
     }
 
     /// Expands `value` (a term, compact IRI or IRI) using definitions of `local` first.
-    fn expand_with(&self, local: &Map<String, Value>, value: &str, seen: &mut Vec<String>) -> Result<String, ContextError> {
+    fn expand_with(
+        &self,
+        local: &Map<String, Value>,
+        value: &str,
+        seen: &mut Vec<String>,
+    ) -> Result<String, ContextError> {
         if value.starts_with('@') {
             return Ok(value.to_string());
         }
-        if let Some(def) = local.get(value).filter(|_| !self.protected.contains(value)) {
-            if !seen.iter().any(|s| s == value) {
-                if let Some(d) = self.define(local, value, def, seen)? {
-                    return Ok(d.iri);
-                }
-            }
+        if let Some(def) = local.get(value).filter(|_| !self.protected.contains(value))
+            && !seen.iter().any(|s| s == value)
+            && let Some(d) = self.define(local, value, def, seen)?
+        {
+            return Ok(d.iri);
         }
         if let Some(d) = self.terms.get(value) {
             return Ok(d.iri.clone());
@@ -211,12 +242,13 @@ impl ActiveContext {
             if suffix.starts_with("//") || prefix == "_" {
                 return Ok(value.to_string());
             }
-            if let Some(def) = local.get(prefix).filter(|_| !self.protected.contains(prefix)) {
-                if !seen.iter().any(|s| s == prefix) {
-                    if let Some(d) = self.define(local, prefix, def, seen)? {
-                        return Ok(format!("{}{suffix}", d.iri));
-                    }
-                }
+            if let Some(def) = local
+                .get(prefix)
+                .filter(|_| !self.protected.contains(prefix))
+                && !seen.iter().any(|s| s == prefix)
+                && let Some(d) = self.define(local, prefix, def, seen)?
+            {
+                return Ok(format!("{}{suffix}", d.iri));
             }
             if let Some(d) = self.terms.get(prefix) {
                 return Ok(format!("{}{suffix}", d.iri));
@@ -247,7 +279,8 @@ impl ActiveContext {
                 self.prefixes.push((def.iri.clone(), term.clone()));
             }
         }
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
+        self.prefixes
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
     }
 
     /// Expands a term, compact IRI or IRI used as a key or a type.
@@ -259,10 +292,10 @@ impl ActiveContext {
             return term.to_string();
         }
         if let Some((prefix, suffix)) = term.split_once(':') {
-            if !suffix.starts_with("//") {
-                if let Some(d) = self.terms.get(prefix) {
-                    return format!("{}{suffix}", d.iri);
-                }
+            if !suffix.starts_with("//")
+                && let Some(d) = self.terms.get(prefix)
+            {
+                return format!("{}{suffix}", d.iri);
             }
             return term.to_string();
         }
@@ -282,18 +315,20 @@ impl ActiveContext {
         if let Some(t) = self.reverse.get(iri) {
             return t.clone();
         }
-        if let Some(v) = &self.vocab {
-            if let Some(rest) = iri.strip_prefix(v.as_str()) {
-                if !rest.is_empty() && !rest.contains(':') && !self.terms.contains_key(rest) {
-                    return rest.to_string();
-                }
-            }
+        if let Some(v) = &self.vocab
+            && let Some(rest) = iri.strip_prefix(v.as_str())
+            && !rest.is_empty()
+            && !rest.contains(':')
+            && !self.terms.contains_key(rest)
+        {
+            return rest.to_string();
         }
         for (prefix_iri, prefix) in &self.prefixes {
-            if let Some(rest) = iri.strip_prefix(prefix_iri.as_str()) {
-                if !rest.is_empty() && !rest.starts_with("//") {
-                    return format!("{prefix}:{rest}");
-                }
+            if let Some(rest) = iri.strip_prefix(prefix_iri.as_str())
+                && !rest.is_empty()
+                && !rest.starts_with("//")
+            {
+                return format!("{prefix}:{rest}");
             }
         }
         iri.to_string()
@@ -340,11 +375,26 @@ mod tests {
     #[test]
     fn expands_and_compacts_core_terms() {
         let c = core();
-        assert_eq!(c.expand("Property"), "https://uri.etsi.org/ngsi-ld/Property");
-        assert_eq!(c.expand("brandName"), "https://uri.etsi.org/ngsi-ld/default-context/brandName");
-        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/default-context/brandName"), "brandName");
-        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/location"), "location");
-        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/other"), "ngsi-ld:other");
+        assert_eq!(
+            c.expand("Property"),
+            "https://uri.etsi.org/ngsi-ld/Property"
+        );
+        assert_eq!(
+            c.expand("brandName"),
+            "https://uri.etsi.org/ngsi-ld/default-context/brandName"
+        );
+        assert_eq!(
+            c.compact("https://uri.etsi.org/ngsi-ld/default-context/brandName"),
+            "brandName"
+        );
+        assert_eq!(
+            c.compact("https://uri.etsi.org/ngsi-ld/location"),
+            "location"
+        );
+        assert_eq!(
+            c.compact("https://uri.etsi.org/ngsi-ld/other"),
+            "ngsi-ld:other"
+        );
         assert_eq!(c.compact("http://example.org/x"), "http://example.org/x");
         assert_eq!(c.term("vocab").unwrap().coerce.as_deref(), Some("@vocab"));
     }
@@ -359,7 +409,10 @@ mod tests {
         assert_eq!(u.expand("name"), "https://schema.org/name");
         assert_eq!(u.expand("schema:color"), "https://schema.org/color");
         assert_eq!(u.expand("Vehicle"), "http://example.org/Vehicle");
-        assert_eq!(u.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
+        assert_eq!(
+            u.expand("location"),
+            "https://uri.etsi.org/ngsi-ld/location"
+        );
         assert_eq!(u.compact("https://schema.org/name"), "name");
         assert_eq!(u.compact("https://schema.org/color"), "schema:color");
     }
@@ -367,8 +420,13 @@ mod tests {
     #[test]
     fn missing_document_is_reported() {
         let c = core();
-        let err = c.extend(&json!("http://nowhere/ctx.jsonld"), &|_| None).unwrap_err();
-        assert_eq!(err, ContextError::Missing("http://nowhere/ctx.jsonld".into()));
+        let err = c
+            .extend(&json!("http://nowhere/ctx.jsonld"), &|_| None)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            ContextError::Missing("http://nowhere/ctx.jsonld".into())
+        );
         let err = c.extend(&json!(42), &|_| None).unwrap_err();
         assert!(matches!(err, ContextError::Invalid(_)));
     }

@@ -12,10 +12,31 @@ use crate::validate::{check_datetime, check_geometry, check_name, check_uri, is_
 pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
 
 /// Entity members that are not attributes.
-const ENTITY_RESERVED: &[&str] = &["id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"];
+const ENTITY_RESERVED: &[&str] = &[
+    "id",
+    "@id",
+    "type",
+    "@type",
+    "@context",
+    "scope",
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+];
 
 /// Attribute members that are neither the payload nor sub-attributes.
-const ATTR_META: &[&str] = &["type", "datasetId", "observedAt", "unitCode", "createdAt", "modifiedAt", "deletedAt", "instanceId", "@context", "lang"];
+const ATTR_META: &[&str] = &[
+    "type",
+    "datasetId",
+    "observedAt",
+    "unitCode",
+    "createdAt",
+    "modifiedAt",
+    "deletedAt",
+    "instanceId",
+    "@context",
+    "lang",
+];
 
 /// Limits enforced while parsing, so that no single entity can exhaust the broker.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +49,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_attributes: 1024, max_sub_depth: 8 }
+        Limits {
+            max_attributes: 1024,
+            max_sub_depth: 8,
+        }
     }
 }
 
@@ -69,8 +93,12 @@ impl Parser<'_> {
     pub fn entity(&self, body: &Value) -> Result<Entity> {
         let obj = as_object(body, "an entity")?;
         let frag = self.fragment_of(obj, false)?;
-        let id = frag.id.ok_or_else(|| NgsiError::bad_data("the entity has no \"id\""))?;
-        let types = frag.types.ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no \"type\"")))?;
+        let id = frag
+            .id
+            .ok_or_else(|| NgsiError::bad_data("the entity has no \"id\""))?;
+        let types = frag
+            .types
+            .ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no \"type\"")))?;
         let mut attrs = Attrs::new();
         for (name, inputs) in frag.attrs {
             let list = attrs.entry(name).or_default();
@@ -80,7 +108,14 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok(Entity { id, types, scope: frag.scope, created_at: self.now, modified_at: self.now, attrs })
+        Ok(Entity {
+            id,
+            types,
+            scope: frag.scope,
+            created_at: self.now,
+            modified_at: self.now,
+            attrs,
+        })
     }
 
     /// Parses a partial entity. With `allow_null`, `urn:ngsi-ld:null` deletes.
@@ -91,7 +126,9 @@ impl Parser<'_> {
     fn fragment_of(&self, obj: &Map<String, Value>, allow_null: bool) -> Result<Fragment> {
         let mut frag = Fragment::default();
         if let Some(id) = obj.get("id").or_else(|| obj.get("@id")) {
-            let id = id.as_str().ok_or_else(|| NgsiError::bad_data("\"id\" must be a string"))?;
+            let id = id
+                .as_str()
+                .ok_or_else(|| NgsiError::bad_data("\"id\" must be a string"))?;
             check_uri(id, "entity id")?;
             frag.id = Some(id.to_string());
         }
@@ -124,7 +161,9 @@ impl Parser<'_> {
         check_name(term, what)?;
         let iri = self.ctx.expand(term);
         if iri.starts_with('@') || !iri.contains(':') {
-            return Err(NgsiError::bad_data(format!("{what} {term:?} does not expand to an IRI with the @context in use")));
+            return Err(NgsiError::bad_data(format!(
+                "{what} {term:?} does not expand to an IRI with the @context in use"
+            )));
         }
         Ok(iri)
     }
@@ -135,9 +174,16 @@ impl Parser<'_> {
             Value::String(s) => vec![s.as_str()],
             Value::Array(a) if !a.is_empty() => a
                 .iter()
-                .map(|t| t.as_str().ok_or_else(|| NgsiError::bad_data("entity types must be strings")))
+                .map(|t| {
+                    t.as_str()
+                        .ok_or_else(|| NgsiError::bad_data("entity types must be strings"))
+                })
                 .collect::<Result<_>>()?,
-            _ => return Err(NgsiError::bad_data("\"type\" must be a string or a non-empty array of strings")),
+            _ => {
+                return Err(NgsiError::bad_data(
+                    "\"type\" must be a string or a non-empty array of strings",
+                ));
+            }
         };
         let mut out = Vec::with_capacity(names.len());
         for n in names {
@@ -150,7 +196,13 @@ impl Parser<'_> {
     }
 
     /// Parses one attribute's value (one instance or an array of instances) named `term`.
-    pub fn attribute(&self, term: &str, raw: &Value, allow_null: bool, depth: usize) -> Result<Vec<AttrInput>> {
+    pub fn attribute(
+        &self,
+        term: &str,
+        raw: &Value,
+        allow_null: bool,
+        depth: usize,
+    ) -> Result<Vec<AttrInput>> {
         if depth > self.limits.max_sub_depth {
             return Err(NgsiError::bad_data(format!(
                 "sub-attributes of {term} are nested deeper than the limit of {}",
@@ -181,14 +233,22 @@ impl Parser<'_> {
         Ok(inputs)
     }
 
-    fn instance(&self, term: &str, raw: &Value, allow_null: bool, depth: usize) -> Result<AttrInput> {
+    fn instance(
+        &self,
+        term: &str,
+        raw: &Value,
+        allow_null: bool,
+        depth: usize,
+    ) -> Result<AttrInput> {
         let obj = match raw {
             Value::Null => {
                 return Err(NgsiError::bad_data(format!(
                     "attribute {term} is null; use \"{NGSI_LD_NULL}\" to delete an attribute"
                 )));
             }
-            Value::String(s) if s == NGSI_LD_NULL && allow_null => return Ok(AttrInput::Delete(None)),
+            Value::String(s) if s == NGSI_LD_NULL && allow_null => {
+                return Ok(AttrInput::Delete(None));
+            }
             Value::Object(obj) => obj,
             // Concise form: a bare value is a Property.
             other => return Ok(AttrInput::Set(self.bare_property(other.clone()))),
@@ -196,7 +256,10 @@ impl Parser<'_> {
         let kind = self.kind_of(term, obj)?;
         let Some(kind) = kind else {
             // A concise GeoProperty: the geometry itself.
-            return Ok(AttrInput::Set(Attribute { kind: AttrKind::GeoProperty, ..self.bare_property(raw.clone()) }));
+            return Ok(AttrInput::Set(Attribute {
+                kind: AttrKind::GeoProperty,
+                ..self.bare_property(raw.clone())
+            }));
         };
         let key = kind.value_key();
         let dataset_id = match obj.get("datasetId") {
@@ -205,12 +268,19 @@ impl Parser<'_> {
                 check_uri(d, "datasetId")?;
                 Some(d.clone())
             }
-            Some(_) => return Err(NgsiError::bad_data(format!("datasetId of {term} must be a URI string"))),
+            Some(_) => {
+                return Err(NgsiError::bad_data(format!(
+                    "datasetId of {term} must be a URI string"
+                )));
+            }
         };
         let payload = match obj.get(key) {
-            Some(Value::String(s)) if s == NGSI_LD_NULL && allow_null => return Ok(AttrInput::Delete(dataset_id)),
+            Some(p) if allow_null && is_ngsi_null(p) => return Ok(AttrInput::Delete(dataset_id)),
             Some(Value::Null) | None => {
-                return Err(NgsiError::bad_data(format!("{} {term} has no \"{key}\"", kind.name())));
+                return Err(NgsiError::bad_data(format!(
+                    "{} {term} has no \"{key}\"",
+                    kind.name()
+                )));
             }
             Some(p) => self.payload(term, kind, p)?,
         };
@@ -229,11 +299,15 @@ impl Parser<'_> {
             attr.observed_at = Some(check_datetime(o, &format!("observedAt of {term}"))?);
         }
         if let Some(u) = obj.get("unitCode") {
-            let u = u.as_str().ok_or_else(|| NgsiError::bad_data(format!("unitCode of {term} must be a string")))?;
+            let u = u.as_str().ok_or_else(|| {
+                NgsiError::bad_data(format!("unitCode of {term} must be a string"))
+            })?;
             attr.unit_code = Some(u.to_string());
         }
         if let Some(l) = obj.get("lang") {
-            let l = l.as_str().ok_or_else(|| NgsiError::bad_data(format!("lang of {term} must be a string")))?;
+            let l = l
+                .as_str()
+                .ok_or_else(|| NgsiError::bad_data(format!("lang of {term} must be a string")))?;
             attr.lang = Some(l.to_string());
         }
         for (sub_term, sub_raw) in obj {
@@ -261,8 +335,12 @@ impl Parser<'_> {
     /// form). `None` means the object is itself a GeoJSON geometry.
     fn kind_of(&self, term: &str, obj: &Map<String, Value>) -> Result<Option<AttrKind>> {
         if let Some(t) = obj.get("type") {
-            let name = t.as_str().ok_or_else(|| NgsiError::bad_data(format!("type of attribute {term} must be a string")))?;
-            if let Some(kind) = AttrKind::from_name(name).or_else(|| AttrKind::from_name(&self.ctx.expand(name))) {
+            let name = t.as_str().ok_or_else(|| {
+                NgsiError::bad_data(format!("type of attribute {term} must be a string"))
+            })?;
+            if let Some(kind) =
+                AttrKind::from_name(name).or_else(|| AttrKind::from_name(&self.ctx.expand(name)))
+            {
                 return Ok(Some(kind));
             }
             if is_geometry_type(name) && obj.contains_key("coordinates") {
@@ -277,7 +355,11 @@ impl Parser<'_> {
             .filter(|k| *k != AttrKind::GeoProperty)
             .find(|k| obj.contains_key(k.value_key()));
         Ok(Some(match inferred {
-            Some(AttrKind::Property) if obj.get("value").is_some_and(|v| check_geometry(v).is_ok()) => AttrKind::GeoProperty,
+            Some(AttrKind::Property)
+                if obj.get("value").is_some_and(|v| check_geometry(v).is_ok()) =>
+            {
+                AttrKind::GeoProperty
+            }
             Some(k) => k,
             None => {
                 return Err(NgsiError::bad_data(format!(
@@ -297,11 +379,17 @@ impl Parser<'_> {
             }
             AttrKind::Relationship => match p {
                 Value::String(s) if is_uri(s) => Ok(p.clone()),
-                Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) => Ok(p.clone()),
+                Value::Array(a)
+                    if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) =>
+                {
+                    Ok(p.clone())
+                }
                 _ => Err(bad("\"object\" must be a URI or a list of URIs")),
             },
             AttrKind::ListRelationship => {
-                let items = p.as_array().ok_or_else(|| bad("\"objectList\" must be an array"))?;
+                let items = p
+                    .as_array()
+                    .ok_or_else(|| bad("\"objectList\" must be an array"))?;
                 let ids = items
                     .iter()
                     .map(|o| match o {
@@ -320,7 +408,9 @@ impl Parser<'_> {
                 _ => Err(bad("\"valueList\" must be an array")),
             },
             AttrKind::LanguageProperty => {
-                let map = p.as_object().ok_or_else(|| bad("\"languageMap\" must be an object of language tags"))?;
+                let map = p
+                    .as_object()
+                    .ok_or_else(|| bad("\"languageMap\" must be an object of language tags"))?;
                 for (tag, text) in map {
                     let ok = !tag.is_empty()
                         && match text {
@@ -329,7 +419,9 @@ impl Parser<'_> {
                             _ => false,
                         };
                     if !ok {
-                        return Err(bad(&format!("language {tag:?} must map to a string or a list of strings")));
+                        return Err(bad(&format!(
+                            "language {tag:?} must map to a string or a list of strings"
+                        )));
                     }
                 }
                 Ok(p.clone())
@@ -338,7 +430,11 @@ impl Parser<'_> {
                 Value::String(s) => Ok(Value::String(self.ctx.expand(s))),
                 Value::Array(a) if !a.is_empty() => a
                     .iter()
-                    .map(|v| v.as_str().map(|s| Value::String(self.ctx.expand(s))).ok_or_else(|| bad("\"vocab\" items must be strings")))
+                    .map(|v| {
+                        v.as_str()
+                            .map(|s| Value::String(self.ctx.expand(s)))
+                            .ok_or_else(|| bad("\"vocab\" items must be strings"))
+                    })
                     .collect::<Result<Vec<_>>>()
                     .map(Value::Array),
                 _ => Err(bad("\"vocab\" must be a string or a list of strings")),
@@ -361,8 +457,18 @@ impl Parser<'_> {
     }
 }
 
+/// Whether a payload is the NGSI-LD null: the string itself, or a language map of it.
+fn is_ngsi_null(p: &Value) -> bool {
+    match p {
+        Value::String(s) => s == NGSI_LD_NULL,
+        Value::Object(m) => m.len() == 1 && m.get("@none").is_some_and(|v| v == NGSI_LD_NULL),
+        _ => false,
+    }
+}
+
 fn as_object<'v>(v: &'v Value, what: &str) -> Result<&'v Map<String, Value>> {
-    v.as_object().ok_or_else(|| NgsiError::bad_data(format!("{what} must be a JSON object")))
+    v.as_object()
+        .ok_or_else(|| NgsiError::bad_data(format!("{what} must be a JSON object")))
 }
 
 fn scopes(v: &Value) -> Result<Vec<String>> {
@@ -373,16 +479,29 @@ fn scopes(v: &Value) -> Result<Vec<String>> {
     list.into_iter()
         .map(|s| match s.as_str() {
             Some(s) if s.starts_with('/') && !s.contains(char::is_whitespace) => Ok(s.to_string()),
-            _ => Err(NgsiError::bad_data(format!("scope {s} is not of the form /a/b"))),
+            _ => Err(NgsiError::bad_data(format!(
+                "scope {s} is not of the form /a/b"
+            ))),
         })
         .collect()
 }
 
 fn is_geometry_type(t: &str) -> bool {
-    matches!(t, "Point" | "MultiPoint" | "LineString" | "MultiLineString" | "Polygon" | "MultiPolygon" | "GeometryCollection")
+    matches!(
+        t,
+        "Point"
+            | "MultiPoint"
+            | "LineString"
+            | "MultiLineString"
+            | "Polygon"
+            | "MultiPolygon"
+            | "GeometryCollection"
+    )
 }
 
 /// Whether an array item looks like an attribute instance (so the array is a multi-attribute).
 fn is_instance_like(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| o.contains_key("type") || AttrKind::ALL.iter().any(|k| o.contains_key(k.value_key())))
+    v.as_object().is_some_and(|o| {
+        o.contains_key("type") || AttrKind::ALL.iter().any(|k| o.contains_key(k.value_key()))
+    })
 }

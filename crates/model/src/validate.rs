@@ -11,13 +11,19 @@ const FORBIDDEN: &[char] = &['<', '>', '"', '\'', '=', ';', '(', ')'];
 
 /// Whether `s` is an absolute URI: a scheme, a colon and a non-empty rest without spaces.
 pub fn is_uri(s: &str) -> bool {
-    let Some((scheme, rest)) = s.split_once(':') else { return false };
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return false;
+    };
     let mut chars = scheme.chars();
     let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
     scheme_ok
         && !rest.is_empty()
-        && !s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`'))
+        && !s.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+        })
 }
 
 /// Checks that `id` is a URI, naming `what` in the error.
@@ -34,22 +40,31 @@ pub fn check_name(name: &str, what: &str) -> Result<()> {
     if name.is_empty() {
         return Err(NgsiError::bad_data(format!("{what} must not be empty")));
     }
-    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control()) {
-        return Err(NgsiError::bad_data(format!("{what} {name:?} contains the forbidden character {c:?}")));
+    if let Some(c) = name
+        .chars()
+        .find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control())
+    {
+        return Err(NgsiError::bad_data(format!(
+            "{what} {name:?} contains the forbidden character {c:?}"
+        )));
     }
     Ok(())
 }
 
 /// Parses an ISO 8601 / RFC 3339 date-time.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
 }
 
 /// Checks a DateTime member such as `observedAt`.
 pub fn check_datetime(v: &Value, what: &str) -> Result<String> {
     match v.as_str() {
         Some(s) if parse_datetime(s).is_some() => Ok(s.to_string()),
-        _ => Err(NgsiError::bad_data(format!("{what} must be an ISO 8601 date-time such as 2024-04-01T09:00:00Z, got {v}"))),
+        _ => Err(NgsiError::bad_data(format!(
+            "{what} must be an ISO 8601 date-time such as 2024-04-01T09:00:00Z, got {v}"
+        ))),
     }
 }
 
@@ -69,12 +84,20 @@ pub fn format_micros(t: Micros) -> String {
 pub fn check_geometry(v: &Value) -> Result<()> {
     let bad = |why: &str| NgsiError::bad_data(format!("invalid GeoJSON geometry: {why}"));
     let obj = v.as_object().ok_or_else(|| bad("it must be an object"))?;
-    let ty = obj.get("type").and_then(Value::as_str).ok_or_else(|| bad("\"type\" is missing"))?;
+    let ty = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("\"type\" is missing"))?;
     if ty == "GeometryCollection" {
-        let geoms = obj.get("geometries").and_then(Value::as_array).ok_or_else(|| bad("\"geometries\" must be an array"))?;
+        let geoms = obj
+            .get("geometries")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("\"geometries\" must be an array"))?;
         return geoms.iter().try_for_each(check_geometry);
     }
-    let coords = obj.get("coordinates").ok_or_else(|| bad("\"coordinates\" is missing"))?;
+    let coords = obj
+        .get("coordinates")
+        .ok_or_else(|| bad("\"coordinates\" is missing"))?;
     let ok = match ty {
         "Point" => is_position(coords),
         "MultiPoint" => is_list(coords, 0, is_position),
@@ -84,7 +107,11 @@ pub fn check_geometry(v: &Value) -> Result<()> {
         "MultiPolygon" => is_list(coords, 0, is_polygon),
         other => return Err(bad(&format!("unsupported type {other:?}"))),
     };
-    if ok { Ok(()) } else { Err(bad(&format!("coordinates do not form a valid {ty}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(&format!("coordinates do not form a valid {ty}")))
+    }
 }
 
 fn is_position(v: &Value) -> bool {
@@ -99,7 +126,8 @@ fn is_position(v: &Value) -> bool {
 }
 
 fn is_list(v: &Value, min: usize, item: impl Fn(&Value) -> bool) -> bool {
-    v.as_array().is_some_and(|a| a.len() >= min && a.iter().all(item))
+    v.as_array()
+        .is_some_and(|a| a.len() >= min && a.iter().all(item))
 }
 
 fn is_polygon(v: &Value) -> bool {

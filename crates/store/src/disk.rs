@@ -10,8 +10,8 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use haskap_model::Entity;
 
-use crate::state::State;
 use crate::StoreError;
+use crate::state::State;
 
 const FORMAT: &[u8] = b"1";
 
@@ -23,7 +23,11 @@ pub(crate) struct Disk {
 
 /// One change of a committed group, as written to disk.
 pub(crate) enum Put<'a> {
-    Entity { tenant: &'a str, id: &'a str, entity: Option<&'a Entity> },
+    Entity {
+        tenant: &'a str,
+        id: &'a str,
+        entity: Option<&'a Entity>,
+    },
     Tenant(&'a str),
 }
 
@@ -37,8 +41,12 @@ pub(crate) fn entity_key(tenant: &str, id: &str) -> Vec<u8> {
 
 impl Disk {
     pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Disk, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::builder(dir.join("engine")).manual_journal_persist(true).cache_size(cache_bytes).open()?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
+        let db = Database::builder(dir.join("engine"))
+            .manual_journal_persist(true)
+            .cache_size(cache_bytes)
+            .open()?;
         let entities = db.keyspace("entities", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         match meta.get("format")? {
@@ -69,9 +77,14 @@ impl Disk {
         }
         for kv in self.entities.iter() {
             let (k, v) = kv.into_inner()?;
-            let split = k.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
-            let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entity: Entity = serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
+            let split = k
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
+            let tenant =
+                std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entity: Entity = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
             let t = state.tenants.entry(tenant.to_string()).or_default();
             t.entities.insert(entity.id.clone(), Arc::new(entity));
         }
@@ -86,12 +99,23 @@ impl Disk {
         let mut batch = self.db.batch();
         for p in puts {
             match p {
-                Put::Entity { tenant, id, entity: Some(e) } => {
-                    let bytes = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Put::Entity {
+                    tenant,
+                    id,
+                    entity: Some(e),
+                } => {
+                    let bytes =
+                        serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     batch.insert(&self.entities, entity_key(tenant, id), bytes);
                 }
-                Put::Entity { tenant, id, entity: None } => batch.remove(&self.entities, entity_key(tenant, id)),
-                Put::Tenant(name) => batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice()),
+                Put::Entity {
+                    tenant,
+                    id,
+                    entity: None,
+                } => batch.remove(&self.entities, entity_key(tenant, id)),
+                Put::Tenant(name) => {
+                    batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice())
+                }
             }
         }
         batch.commit()?;
