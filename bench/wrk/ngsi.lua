@@ -1,0 +1,62 @@
+-- wrk script for NGSI-LD workloads; configured by environment variables set by bench/run.py:
+--   MODE      get | retrieve | patch | create | upsert
+--   GET_PATH  path for MODE=get
+--   PREFIX    entity id prefix; ids are PREFIX..N for preloaded entities
+--   N         number of preloaded entities (retrieve, patch)
+--   ATTR      attribute for MODE=patch; BODY its fragment ({{n}} is replaced by a counter)
+--   TEMPLATE  entity template ({{id}} is replaced) for create and upsert; BATCH entities per upsert
+local mode = os.getenv("MODE")
+local prefix = os.getenv("PREFIX") or "urn:ngsi-ld:BeeHive:"
+local n = tonumber(os.getenv("N") or "1")
+local batch = tonumber(os.getenv("BATCH") or "100")
+local template = os.getenv("TEMPLATE") or ""
+local attr = os.getenv("ATTR") or "incoming"
+local body = os.getenv("BODY") or "{}"
+local counter = 0
+local threads = {}
+thread_id = 0 -- set per thread by setup()
+
+function setup(thread)
+  thread:set("thread_id", #threads)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  math.randomseed(os.time() + thread_id * 7919)
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+local function fresh_id()
+  counter = counter + 1
+  return prefix .. "new-" .. os.time() .. "-" .. thread_id .. "-" .. counter
+end
+
+local function with_id(id)
+  return (template:gsub("{{id}}", id))
+end
+
+function request()
+  if mode == "get" then
+    return wrk.format("GET", os.getenv("GET_PATH"))
+  elseif mode == "retrieve" then
+    return wrk.format("GET", "/ngsi-ld/v1/entities/" .. prefix .. math.random(0, n - 1))
+  elseif mode == "patch" then
+    counter = counter + 1
+    local b = body:gsub("{{n}}", tostring(counter))
+    return wrk.format("PATCH", "/ngsi-ld/v1/entities/" .. prefix .. math.random(0, n - 1) .. "/attrs/" .. attr, nil, b)
+  elseif mode == "create" then
+    return wrk.format("POST", "/ngsi-ld/v1/entities", nil, with_id(fresh_id()))
+  elseif mode == "upsert" then
+    local items = {}
+    for i = 1, batch do
+      items[i] = with_id(fresh_id())
+    end
+    return wrk.format("POST", "/ngsi-ld/v1/entityOperations/upsert", nil, "[" .. table.concat(items, ",") .. "]")
+  end
+end
+
+function done(summary, latency, requests)
+  io.write(string.format("RESULT requests=%d duration_us=%d p50_us=%d p99_us=%d non2xx=%d socket_errors=%d\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
