@@ -54,21 +54,13 @@ async fn run(
     body: Body,
 ) -> ApiResult<Response> {
     if op == "query" {
-        return Err(ApiError::new(
-            ErrorKind::OperationNotSupported,
-            "batch query is not supported yet",
-        ));
+        return Err(ApiError::new(ErrorKind::OperationNotSupported, "batch query is not supported yet"));
     }
     if !matches!(op, "create" | "upsert" | "update" | "delete" | "merge") {
-        return Err(ApiError(NgsiError::not_found(format!(
-            "no batch operation {op:?}"
-        ))));
+        return Err(ApiError(NgsiError::not_found(format!("no batch operation {op:?}"))));
     }
     if *method != Method::POST {
-        return Err(ApiError::new(
-            ErrorKind::MethodNotAllowed,
-            "method not allowed here; allowed: POST",
-        ));
+        return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
     }
     let req = Req::parse(
         app,
@@ -76,52 +68,35 @@ async fn run(
         headers,
         uri.query(),
         body,
-        Spec {
-            params: &["options", "local"],
-            geo: false,
-            body_context: false,
-        },
+        Spec { params: &["options", "local"], geo: false, body_context: false },
     )
     .await?;
-    let options: Vec<&str> = req
-        .param("options")
-        .map(|o| o.split(',').map(str::trim).collect())
-        .unwrap_or_default();
+    let options: Vec<&str> = req.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default();
     let op = match op {
         "create" => Op::Create,
-        "upsert" => Op::Upsert {
-            replace: !options.contains(&"update"),
-        },
-        "update" => Op::Update {
-            no_overwrite: options.contains(&"noOverwrite"),
-        },
+        "upsert" => Op::Upsert { replace: !options.contains(&"update") },
+        "update" => Op::Update { no_overwrite: options.contains(&"noOverwrite") },
         "merge" => Op::Merge,
         _ => Op::Delete,
     };
-    let items = req
-        .json()
-        .as_array()
-        .ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
+    let items =
+        req.json().as_array().ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
     if items.is_empty() {
         return Err(ApiError(NgsiError::bad_data("the batch is empty")));
     }
     if items.len() > app.config.max_batch {
         return Err(ApiError::new(
             ErrorKind::PayloadTooLarge,
-            format!(
-                "the batch has {} entities, more than the limit of {}",
-                items.len(),
-                app.config.max_batch
-            ),
+            format!("the batch has {} entities, more than the limit of {}", items.len(), app.config.max_batch),
         ));
     }
+    let now = now_micros();
     let mut prepared: Vec<Result<Prepared, (String, NgsiError)>> = Vec::with_capacity(items.len());
     for item in items {
-        prepared.push(prepare(&req, op, item).await);
+        prepared.push(prepare(&req, op, item, now).await);
     }
     let tenant = req.tenant.clone();
     let limits = req.app.config.limits;
-    let now = now_micros();
     let outcome: Vec<Result<(String, bool), (String, NgsiError)>> = req
         .app
         .store
@@ -137,37 +112,28 @@ async fn run(
                 };
                 let id = p.id.clone();
                 let cur = txn.get(&tenant, &id);
-                let parser = Parser {
-                    ctx: &p.ctx,
-                    now,
-                    limits,
-                };
                 // (change, created, a per-entity error to report although the change applies)
-                let res: Result<(ops::Change, bool, Option<NgsiError>), NgsiError> = match op {
-                    Op::Delete => ops::delete(cur, &id).map(|c| (c, false, None)),
-                    Op::Create => parser
-                        .entity(&p.body)
-                        .and_then(|e| ops::create(cur, e))
-                        .map(|c| (c, true, None)),
-                    Op::Upsert { replace } => parser
-                        .entity(&p.body)
-                        .and_then(|e| ops::upsert(cur, e, replace, now))
-                        .map(|(c, n)| (c, n, None)),
-                    Op::Update { no_overwrite } => parser
-                        .fragment(&p.body, true)
-                        .and_then(|f| ops::append(cur, &id, f, no_overwrite, now))
-                        .map(|(c, r)| {
+                let res: Result<(ops::Change, bool, Option<NgsiError>), NgsiError> = match p.input {
+                    Input::Delete => ops::delete(cur, &id).map(|c| (c, false, None)),
+                    Input::Entity(e) if op == Op::Create => ops::create(cur, e).map(|c| (c, true, None)),
+                    Input::Entity(e) => {
+                        ops::upsert(cur, e, matches!(op, Op::Upsert { replace: true }), now).map(|(c, n)| (c, n, None))
+                    }
+                    Input::Fragment(f) => {
+                        ops::append(cur, &id, f, matches!(op, Op::Update { no_overwrite: true }), now).map(|(c, r)| {
                             let kept = (!r.not_updated.is_empty()).then(|| {
-                                let names: Vec<&str> =
-                                    r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
+                                let names: Vec<&str> = r.not_updated.iter().map(|(n, _)| n.as_str()).collect();
                                 NgsiError::bad_data(format!(
                                     "attributes not overwritten (noOverwrite): {}",
                                     names.join(", ")
                                 ))
                             });
                             (c, false, kept)
-                        }),
-                    Op::Merge => ops::merge(cur, &id, &p.body, &parser).map(|c| (c, false, None)),
+                        })
+                    }
+                    Input::Merge(body) => {
+                        ops::merge(cur, &id, &body, &Parser { ctx: &p.ctx, now, limits }).map(|c| (c, false, None))
+                    }
                 };
                 match res {
                     Ok((change, created, report)) => {
@@ -200,62 +166,49 @@ async fn run(
         }
     }
     if !errors.is_empty() {
-        return Ok(plain_json(
-            StatusCode::MULTI_STATUS,
-            &json!({"success": success, "errors": errors}),
-        ));
+        return Ok(plain_json(StatusCode::MULTI_STATUS, &json!({"success": success, "errors": errors})));
     }
     match op {
         Op::Create => Ok(plain_json(StatusCode::CREATED, &json!(success))),
-        Op::Upsert { .. } if !created.is_empty() => {
-            Ok(plain_json(StatusCode::CREATED, &json!(created)))
-        }
+        Op::Upsert { .. } if !created.is_empty() => Ok(plain_json(StatusCode::CREATED, &json!(created))),
         _ => Ok(no_content()),
     }
 }
 
-/// One validated batch item.
+/// One validated batch item, parsed outside the writer.
 struct Prepared {
     id: String,
     ctx: Arc<ActiveContext>,
-    body: Value,
+    input: Input,
 }
 
-async fn prepare(req: &Req, op: Op, item: &Value) -> Result<Prepared, (String, NgsiError)> {
+/// What a batch item asks for, ready to apply.
+enum Input {
+    Delete,
+    Entity(haskap_model::Entity),
+    Fragment(haskap_model::parse::Fragment),
+    /// Merges need the current entity to parse against, so they keep the body.
+    Merge(Value),
+}
+
+async fn prepare(req: &Req, op: Op, item: &Value, now: i64) -> Result<Prepared, (String, NgsiError)> {
     if op == Op::Delete {
-        let id = item.as_str().ok_or_else(|| {
-            (
-                item.to_string(),
-                NgsiError::bad_data("batch delete takes an array of entity ids"),
-            )
-        })?;
+        let id = item
+            .as_str()
+            .ok_or_else(|| (item.to_string(), NgsiError::bad_data("batch delete takes an array of entity ids")))?;
         check_uri(id, "entity id").map_err(|e| (id.to_string(), e))?;
-        return Ok(Prepared {
-            id: id.to_string(),
-            ctx: req.ctx.clone(),
-            body: Value::Null,
-        });
+        return Ok(Prepared { id: id.to_string(), ctx: req.ctx.clone(), input: Input::Delete });
     }
-    let id = item
-        .get("id")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
     let fail = |e: NgsiError| (id.clone(), e);
-    let obj = item.as_object().ok_or_else(|| {
-        fail(NgsiError::bad_data(
-            "each batch item must be an entity object",
-        ))
-    })?;
+    let obj = item.as_object().ok_or_else(|| fail(NgsiError::bad_data("each batch item must be an entity object")))?;
     if id.is_empty() {
         return Err(fail(NgsiError::bad_data("the entity has no \"id\"")));
     }
     check_uri(&id, "entity id").map_err(fail)?;
     let ctx = match (req.body_type, obj.get("@context")) {
         (Some(BodyType::Json), Some(_)) => {
-            return Err(fail(NgsiError::bad_data(
-                "the entity has an @context but Content-Type is application/json",
-            )));
+            return Err(fail(NgsiError::bad_data("the entity has an @context but Content-Type is application/json")));
         }
         (Some(BodyType::JsonLd), None) => {
             return Err(fail(NgsiError::bad_data(
@@ -265,20 +218,14 @@ async fn prepare(req: &Req, op: Op, item: &Value) -> Result<Prepared, (String, N
         (_, Some(c)) => req.app.contexts.resolve(c).await.map_err(fail)?,
         (_, None) => req.ctx.clone(),
     };
-    let now = now_micros();
-    let parser = Parser {
-        ctx: &ctx,
-        now,
-        limits: req.app.config.limits,
+    let parser = Parser { ctx: &ctx, now, limits: req.app.config.limits };
+    let input = match op {
+        Op::Create | Op::Upsert { .. } => Input::Entity(parser.entity(item).map_err(fail)?),
+        Op::Update { .. } => Input::Fragment(parser.fragment(item, true).map_err(fail)?),
+        _ => {
+            parser.fragment(item, true).map_err(fail)?;
+            Input::Merge(item.clone())
+        }
     };
-    match op {
-        Op::Create | Op::Upsert { .. } => parser.entity(item).map(|_| ()),
-        _ => parser.fragment(item, true).map(|_| ()),
-    }
-    .map_err(fail)?;
-    Ok(Prepared {
-        id,
-        ctx,
-        body: item.clone(),
-    })
+    Ok(Prepared { id, ctx, input })
 }

@@ -31,41 +31,17 @@ fn flag(req: &Req, name: &str) -> ApiResult<bool> {
     match req.param(name) {
         None | Some("false") => Ok(false),
         Some("true") => Ok(true),
-        Some(v) => Err(ApiError(NgsiError::bad_data(format!(
-            "{name} must be true or false, not {v:?}"
-        )))),
+        Some(v) => Err(ApiError(NgsiError::bad_data(format!("{name} must be true or false, not {v:?}")))),
     }
 }
 
-async fn run(
-    app: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    let rest = uri
-        .path()
-        .strip_prefix("/ngsi-ld/v1/jsonldContexts")
-        .unwrap_or("")
-        .trim_start_matches('/');
+async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let rest = uri.path().strip_prefix("/ngsi-ld/v1/jsonldContexts").unwrap_or("").trim_start_matches('/');
     let id = decode(rest);
-    let spec = |params| Spec {
-        params,
-        geo: false,
-        body_context: false,
-    };
+    let spec = |params| Spec { params, geo: false, body_context: false };
     match (id.is_empty(), method.clone()) {
         (true, Method::GET) => {
-            let req = Req::parse(
-                app,
-                method,
-                headers,
-                uri.query(),
-                body,
-                spec(&["details", "kind"]),
-            )
-            .await?;
+            let req = Req::parse(app, method, headers, uri.query(), body, spec(&["details", "kind"])).await?;
             let details = flag(&req, "details")?;
             let kind = req.param("kind").map(str::to_string);
             if let Some(k) = &kind
@@ -79,38 +55,25 @@ async fn run(
                 .contexts
                 .list()
                 .into_iter()
-                .filter(|(_, d)| {
-                    kind.as_deref()
-                        .is_none_or(|k| ContextRegistry::details("", d)["kind"] == k)
-                })
-                .map(|(url, d)| {
-                    if details {
-                        ContextRegistry::details(&url, &d)
-                    } else {
-                        Value::String(url)
-                    }
-                })
+                .filter(|(_, d)| kind.as_deref().is_none_or(|k| ContextRegistry::details("", d)["kind"] == k))
+                .map(|(url, d)| if details { ContextRegistry::details(&url, &d) } else { Value::String(url) })
                 .collect();
             Ok(plain_json(StatusCode::OK, &Value::Array(items)))
         }
         (true, Method::POST) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&[])).await?;
             let doc = req.json().clone();
-            if !doc
-                .get("@context")
-                .is_some_and(|c| c.is_object() || c.is_array() || c.is_string())
-            {
+            if !doc.get("@context").is_some_and(|c| c.is_object() || c.is_array() || c.is_string()) {
                 return Err(ApiError(NgsiError::bad_data(
                     "the body must be a JSON-LD document with an @context member",
                 )));
             }
-            app.contexts
-                .core()
-                .extend(doc.get("@context").unwrap_or(&Value::Null), &|_| None)
-                .or_else(|e| match e {
+            app.contexts.core().extend(doc.get("@context").unwrap_or(&Value::Null), &|_| None).or_else(
+                |e| match e {
                     haskap_model::jsonld::ContextError::Missing(_) => Ok(Default::default()),
                     other => Err(ApiError(NgsiError::bad_data(other.to_string()))),
-                })?;
+                },
+            )?;
             let url = app.contexts.add_hosted(doc)?;
             let mut resp = StatusCode::CREATED.into_response();
             if let Ok(v) = HeaderValue::from_str(&url) {
@@ -119,38 +82,22 @@ async fn run(
             Ok(resp)
         }
         (false, Method::GET) => {
-            let req =
-                Req::parse(app, method, headers, uri.query(), body, spec(&["details"])).await?;
-            let (url, doc) = app
-                .contexts
-                .find(&id)
-                .ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
+            let req = Req::parse(app, method, headers, uri.query(), body, spec(&["details"])).await?;
+            let (url, doc) =
+                app.contexts.find(&id).ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
             if flag(&req, "details")? {
-                return Ok(plain_json(
-                    StatusCode::OK,
-                    &ContextRegistry::details(&url, &doc),
-                ));
+                return Ok(plain_json(StatusCode::OK, &ContextRegistry::details(&url, &doc)));
             }
             let mut resp = plain_json(StatusCode::OK, &doc.doc);
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/ld+json"),
-            );
+            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json"));
             Ok(resp)
         }
         (false, Method::DELETE) => {
-            let req =
-                Req::parse(app, method, headers, uri.query(), body, spec(&["reload"])).await?;
+            let req = Req::parse(app, method, headers, uri.query(), body, spec(&["reload"])).await?;
             app.contexts.delete(&id, flag(&req, "reload")?).await?;
             Ok(no_content())
         }
-        (true, _) => Err(ApiError::new(
-            ErrorKind::MethodNotAllowed,
-            "method not allowed here; allowed: GET, POST",
-        )),
-        (false, _) => Err(ApiError::new(
-            ErrorKind::MethodNotAllowed,
-            "method not allowed here; allowed: GET, DELETE",
-        )),
+        (true, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, POST")),
+        (false, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, DELETE")),
     }
 }

@@ -90,41 +90,21 @@ pub async fn dispatch(
     }
 }
 
-async fn route(
-    app: &AppState,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
-    let rest = uri
-        .path()
-        .strip_prefix("/ngsi-ld/v1/entities")
-        .unwrap_or("");
-    let segs: Vec<&str> = if rest.is_empty() || rest == "/" {
-        Vec::new()
-    } else {
-        rest[1..].split('/').collect()
-    };
+async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
+    let rest = uri.path().strip_prefix("/ngsi-ld/v1/entities").unwrap_or("");
+    let segs: Vec<&str> = if rest.is_empty() || rest == "/" { Vec::new() } else { rest[1..].split('/').collect() };
     let target = match segs.as_slice() {
         [] => Target::Collection,
         [id] => Target::Entity(decode_path(id)),
         [id, "attrs"] | [id, "attrs", ""] => Target::Attrs(decode_path(id)),
         [id, "attrs", attr] => Target::Attr(decode_path(id), attr),
         _ => {
-            return Err(ApiError(NgsiError::not_found(format!(
-                "no resource at {}",
-                uri.path()
-            ))));
+            return Err(ApiError(NgsiError::not_found(format!("no resource at {}", uri.path()))));
         }
     };
     let q = uri.query();
     let m = method.clone();
-    let spec = |params: &'static [&'static str], body_context: bool| Spec {
-        params,
-        geo: false,
-        body_context,
-    };
+    let spec = |params: &'static [&'static str], body_context: bool| Spec { params, geo: false, body_context };
     match (target, m) {
         (Target::Collection, Method::POST) => {
             create(Req::parse(app, method, headers, q, body, spec(&["local"], true)).await?).await
@@ -136,11 +116,7 @@ async fn route(
                 headers,
                 q,
                 body,
-                Spec {
-                    params: QUERY_PARAMS,
-                    geo: true,
-                    body_context: false,
-                },
+                Spec { params: QUERY_PARAMS, geo: true, body_context: false },
             )
             .await?;
             crate::query::query_entities(req)
@@ -152,120 +128,38 @@ async fn route(
                 headers,
                 q,
                 body,
-                spec(
-                    &[
-                        "type",
-                        "id",
-                        "idPattern",
-                        "q",
-                        "scopeQ",
-                        "attrs",
-                        "local",
-                        "drop",
-                    ],
-                    false,
-                ),
+                spec(&["type", "id", "idPattern", "q", "scopeQ", "attrs", "local", "drop"], false),
             )
             .await?;
-            Err(ApiError::new(
-                ErrorKind::OperationNotSupported,
-                "purging entities is not supported yet",
-            ))
+            Err(ApiError::new(ErrorKind::OperationNotSupported, "purging entities is not supported yet"))
         }
-        (Target::Collection, Method::PUT | Method::PATCH) => Err(ApiError(NgsiError::bad_data(
-            "the entity id is missing from the path",
-        ))),
+        (Target::Collection, Method::PUT | Method::PATCH) => {
+            Err(ApiError(NgsiError::bad_data("the entity id is missing from the path")))
+        }
         (Target::Entity(id), Method::GET) => retrieve(
-            Req::parse(
-                app,
-                method,
-                headers,
-                q,
-                body,
-                Spec {
-                    params: RETRIEVE_PARAMS,
-                    geo: true,
-                    body_context: false,
-                },
-            )
-            .await?,
+            Req::parse(app, method, headers, q, body, Spec { params: RETRIEVE_PARAMS, geo: true, body_context: false })
+                .await?,
             id,
         ),
         (Target::Entity(id), Method::DELETE) => {
-            delete(
-                Req::parse(app, method, headers, q, body, spec(&["local"], false)).await?,
-                id,
-            )
-            .await
+            delete(Req::parse(app, method, headers, q, body, spec(&["local"], false)).await?, id).await
         }
         (Target::Entity(id), Method::PUT) => {
-            replace(
-                Req::parse(
-                    app,
-                    method,
-                    headers,
-                    q,
-                    body,
-                    spec(&["local", "options"], true),
-                )
-                .await?,
-                id,
-            )
-            .await
+            replace(Req::parse(app, method, headers, q, body, spec(&["local", "options"], true)).await?, id).await
         }
         (Target::Entity(id), Method::PATCH) => {
-            merge(
-                Req::parse(
-                    app,
-                    method,
-                    headers,
-                    q,
-                    body,
-                    spec(&["local", "options", "format"], true),
-                )
-                .await?,
-                id,
-            )
-            .await
+            merge(Req::parse(app, method, headers, q, body, spec(&["local", "options", "format"], true)).await?, id)
+                .await
         }
         (Target::Attrs(id), Method::POST) => {
-            append(
-                Req::parse(
-                    app,
-                    method,
-                    headers,
-                    q,
-                    body,
-                    spec(&["options", "local"], true),
-                )
-                .await?,
-                id,
-            )
-            .await
+            append(Req::parse(app, method, headers, q, body, spec(&["options", "local"], true)).await?, id).await
         }
         (Target::Attrs(id), Method::PATCH) => {
-            update(
-                Req::parse(
-                    app,
-                    method,
-                    headers,
-                    q,
-                    body,
-                    spec(&["options", "local"], true),
-                )
-                .await?,
-                id,
-            )
-            .await
+            update(Req::parse(app, method, headers, q, body, spec(&["options", "local"], true)).await?, id).await
         }
-        (Target::Attr(id, attr), m @ (Method::PATCH | Method::PUT | Method::DELETE))
-            if !attr.is_empty() =>
-        {
-            let params: &'static [&'static str] = if m == Method::DELETE {
-                &["datasetId", "deleteAll", "lang", "local"]
-            } else {
-                &["local", "options"]
-            };
+        (Target::Attr(id, attr), m @ (Method::PATCH | Method::PUT | Method::DELETE)) if !attr.is_empty() => {
+            let params: &'static [&'static str] =
+                if m == Method::DELETE { &["datasetId", "deleteAll", "lang", "local"] } else { &["local", "options"] };
             let req = Req::parse(app, method, headers, q, body, spec(params, true)).await?;
             let attr = decode_path(attr);
             match m {
@@ -282,30 +176,21 @@ async fn route(
 }
 
 fn decode_path(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 fn not_allowed(allow: &'static str) -> ApiError {
-    ApiError::new(
-        ErrorKind::MethodNotAllowed,
-        format!("method not allowed here; allowed: {allow}"),
-    )
+    ApiError::new(ErrorKind::MethodNotAllowed, format!("method not allowed here; allowed: {allow}"))
 }
 
 /// Adds the `Allow` header that goes with a 405 (done by a middleware on the response).
 pub fn allow_header(detail: &str) -> Option<HeaderValue> {
-    detail
-        .strip_prefix("method not allowed here; allowed: ")
-        .and_then(|a| HeaderValue::from_str(a).ok())
+    detail.strip_prefix("method not allowed here; allowed: ").and_then(|a| HeaderValue::from_str(a).ok())
 }
 
 fn check_id(id: &str) -> ApiResult<()> {
     if id.is_empty() {
-        return Err(ApiError(NgsiError::bad_data(
-            "the entity id is missing from the path",
-        )));
+        return Err(ApiError(NgsiError::bad_data("the entity id is missing from the path")));
     }
     check_uri(id, "entity id").map_err(ApiError)
 }
@@ -330,40 +215,21 @@ where
 }
 
 /// A parser for this request's context, stamped now.
-pub fn parser(
-    req: &Req,
-) -> (
-    Arc<haskap_model::jsonld::ActiveContext>,
-    i64,
-    haskap_model::parse::Limits,
-) {
+pub fn parser(req: &Req) -> (Arc<haskap_model::jsonld::ActiveContext>, i64, haskap_model::parse::Limits) {
     (req.ctx.clone(), now_micros(), req.app.config.limits)
 }
 
 fn body_object(req: &Req) -> ApiResult<&Map<String, Value>> {
-    req.json()
-        .as_object()
-        .ok_or_else(|| ApiError(NgsiError::invalid("the request body must be a JSON object")))
+    req.json().as_object().ok_or_else(|| ApiError(NgsiError::invalid("the request body must be a JSON object")))
 }
 
 async fn create(req: Req) -> ApiResult<Response> {
     body_object(&req)?;
     let (ctx, now, limits) = parser(&req);
-    let entity = Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .entity(req.json())?;
+    let entity = Parser { ctx: &ctx, now, limits }.entity(req.json())?;
     let id = entity.id.clone();
-    commit(&req, id.clone(), move |cur| {
-        Ok((ops::create(cur, entity)?, ()))
-    })
-    .await?;
-    Ok(created(&format!(
-        "/ngsi-ld/v1/entities/{}",
-        encode_segment(&id)
-    )))
+    commit(&req, id.clone(), move |cur| Ok((ops::create(cur, entity)?, ()))).await?;
+    Ok(created(&format!("/ngsi-ld/v1/entities/{}", encode_segment(&id))))
 }
 
 /// The render options asked for by `options`, `format`, `attrs`, `pick` and `lang`.
@@ -387,11 +253,7 @@ pub fn render_options(req: &Req, extra_options: &[&str]) -> ApiResult<RenderOpti
     for p in ["attrs", "pick"] {
         if let Some(list) = req.param(p) {
             let set = names.get_or_insert_with(HashSet::new);
-            for term in list
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty() && *t != "id" && *t != "type")
-            {
+            for term in list.split(',').map(str::trim).filter(|t| !t.is_empty() && *t != "id" && *t != "type") {
                 set.insert(req.ctx.expand(term));
             }
         }
@@ -430,29 +292,20 @@ fn retrieve(req: Req, id: String) -> ApiResult<Response> {
     if let Some(types) = req.param("type") {
         let wanted: Vec<String> = types.split(',').map(|t| req.ctx.expand(t.trim())).collect();
         if !entity.types.iter().any(|t| wanted.contains(t)) {
-            return Err(ApiError(NgsiError::not_found(format!(
-                "entity {id} is not of type {types}"
-            ))));
+            return Err(ApiError(NgsiError::not_found(format!("entity {id} is not of type {types}"))));
         }
     }
     let mut out = render_entity(&entity, &req.ctx, &opts);
     pick_omit(&req, &mut out);
     if req.accept == crate::request::Accept::GeoJson {
-        return Ok(crate::query::geojson_response(
-            &req,
-            vec![Value::Object(out)],
-            &entity_geo(&req),
-            true,
-        ));
+        return Ok(crate::query::geojson_response(&req, vec![Value::Object(out)], &entity_geo(&req), true));
     }
     Ok(ngsi_json(&req, StatusCode::OK, Value::Object(out)))
 }
 
 /// The GeoProperty (compacted) a GeoJSON response uses as geometry.
 pub fn entity_geo(req: &Req) -> String {
-    req.param("geometryProperty")
-        .unwrap_or("location")
-        .to_string()
+    req.param("geometryProperty").unwrap_or("location").to_string()
 }
 
 async fn delete(req: Req, id: String) -> ApiResult<Response> {
@@ -467,9 +320,7 @@ fn with_path_id(req: &Req, id: &str) -> ApiResult<Value> {
     let mut obj = body_object(req)?.clone();
     match obj.get("id") {
         Some(Value::String(b)) if b != id => {
-            return Err(ApiError(NgsiError::bad_data(format!(
-                "the body's id {b} differs from the path's id {id}"
-            ))));
+            return Err(ApiError(NgsiError::bad_data(format!("the body's id {b} differs from the path's id {id}"))));
         }
         _ => {}
     }
@@ -481,12 +332,7 @@ async fn replace(req: Req, id: String) -> ApiResult<Response> {
     check_id(&id)?;
     let body = with_path_id(&req, &id)?;
     let (ctx, now, limits) = parser(&req);
-    let entity = Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .entity(&body)?;
+    let entity = Parser { ctx: &ctx, now, limits }.entity(&body)?;
     commit(&req, id, move |cur| Ok((ops::replace(cur, entity)?, ()))).await?;
     Ok(no_content())
 }
@@ -495,29 +341,9 @@ async fn merge(req: Req, id: String) -> ApiResult<Response> {
     check_id(&id)?;
     let body = with_path_id(&req, &id)?;
     let (ctx, now, limits) = parser(&req);
-    Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .fragment(&body, true)?;
+    Parser { ctx: &ctx, now, limits }.fragment(&body, true)?;
     let target = id.clone();
-    commit(&req, id, move |cur| {
-        Ok((
-            ops::merge(
-                cur,
-                &target,
-                &body,
-                &Parser {
-                    ctx: &ctx,
-                    now,
-                    limits,
-                },
-            )?,
-            (),
-        ))
-    })
-    .await?;
+    commit(&req, id, move |cur| Ok((ops::merge(cur, &target, &body, &Parser { ctx: &ctx, now, limits })?, ()))).await?;
     Ok(no_content())
 }
 
@@ -526,17 +352,9 @@ async fn append(req: Req, id: String) -> ApiResult<Response> {
     body_object(&req)?;
     let no_overwrite = flag_option(&req, "noOverwrite")?;
     let (ctx, now, limits) = parser(&req);
-    let frag = Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .fragment(req.json(), false)?;
+    let frag = Parser { ctx: &ctx, now, limits }.fragment(req.json(), false)?;
     let target = id.clone();
-    let result = commit(&req, id, move |cur| {
-        ops::append(cur, &target, frag, no_overwrite, now)
-    })
-    .await?;
+    let result = commit(&req, id, move |cur| ops::append(cur, &target, frag, no_overwrite, now)).await?;
     Ok(update_result(&result))
 }
 
@@ -545,12 +363,7 @@ async fn update(req: Req, id: String) -> ApiResult<Response> {
     body_object(&req)?;
     flag_option(&req, "")?;
     let (ctx, now, limits) = parser(&req);
-    let frag = Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .fragment(req.json(), true)?;
+    let frag = Parser { ctx: &ctx, now, limits }.fragment(req.json(), true)?;
     let target = id.clone();
     let result = commit(&req, id, move |cur| ops::update(cur, &target, frag, now)).await?;
     Ok(update_result(&result))
@@ -559,19 +372,11 @@ async fn update(req: Req, id: String) -> ApiResult<Response> {
 /// Whether `options` has `flag`; any other option is an error.
 fn flag_option(req: &Req, flag: &str) -> ApiResult<bool> {
     let mut found = false;
-    for o in req
-        .param("options")
-        .into_iter()
-        .flat_map(|o| o.split(','))
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-    {
+    for o in req.param("options").into_iter().flat_map(|o| o.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
         if o == flag {
             found = true;
         } else {
-            return Err(ApiError(NgsiError::bad_data(format!(
-                "unknown option {o:?} for this operation"
-            ))));
+            return Err(ApiError(NgsiError::bad_data(format!("unknown option {o:?} for this operation"))));
         }
     }
     Ok(found)
@@ -580,17 +385,10 @@ fn flag_option(req: &Req, flag: &str) -> ApiResult<bool> {
 /// Checks the attribute name of the path and expands it.
 fn attr_name(req: &Req, attr: &str) -> ApiResult<String> {
     if attr == "scope" || attr.starts_with('@') {
-        return Err(ApiError(NgsiError::bad_data(format!(
-            "{attr} cannot be addressed as an attribute here"
-        ))));
+        return Err(ApiError(NgsiError::bad_data(format!("{attr} cannot be addressed as an attribute here"))));
     }
     let (ctx, now, limits) = parser(req);
-    Ok(Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .name(attr, "attribute name")?)
+    Ok(Parser { ctx: &ctx, now, limits }.name(attr, "attribute name")?)
 }
 
 async fn partial_update(req: Req, id: String, attr: String) -> ApiResult<Response> {
@@ -599,9 +397,7 @@ async fn partial_update(req: Req, id: String, attr: String) -> ApiResult<Respons
     let name = attr_name(&req, &attr)?;
     let patch: Map<String, Value> = patch.into_iter().filter(|(k, _)| k != "@context").collect();
     if patch.is_empty() {
-        return Err(ApiError(NgsiError::bad_data(
-            "the attribute fragment is empty",
-        )));
+        return Err(ApiError(NgsiError::bad_data("the attribute fragment is empty")));
     }
     let (ctx, now, limits) = parser(&req);
     let target = id.clone();
@@ -611,21 +407,11 @@ async fn partial_update(req: Req, id: String, attr: String) -> ApiResult<Respons
             if let Some(old) = e.instance(&name, ds)
                 && old.kind.name() != t
             {
-                return Err(NgsiError::bad_data(format!(
-                    "attribute {attr} is a {}, not a {t}",
-                    old.kind.name()
-                )));
+                return Err(NgsiError::bad_data(format!("attribute {attr} is a {}, not a {t}", old.kind.name())));
             }
         }
-        let p = Parser {
-            ctx: &ctx,
-            now,
-            limits,
-        };
-        Ok((
-            ops::partial_update(cur, &target, &name, &attr, &Value::Object(patch), &p)?,
-            (),
-        ))
+        let p = Parser { ctx: &ctx, now, limits };
+        Ok((ops::partial_update(cur, &target, &name, &attr, &Value::Object(patch), &p)?, ()))
     })
     .await?;
     Ok(no_content())
@@ -635,29 +421,15 @@ async fn replace_attribute(req: Req, id: String, attr: String) -> ApiResult<Resp
     check_id(&id)?;
     let name = attr_name(&req, &attr)?;
     let raw: Value = match req.json() {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| *k != "@context")
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.iter().filter(|(k, _)| *k != "@context").map(|(k, v)| (k.clone(), v.clone())).collect())
+        }
         other => other.clone(),
     };
     let (ctx, now, limits) = parser(&req);
-    let inputs = Parser {
-        ctx: &ctx,
-        now,
-        limits,
-    }
-    .attribute(&attr, &raw, false, 0)?;
+    let inputs = Parser { ctx: &ctx, now, limits }.attribute(&attr, &raw, false, 0)?;
     let target = id.clone();
-    commit(&req, id, move |cur| {
-        Ok((
-            ops::replace_attribute(cur, &target, &name, &attr, inputs, now)?,
-            (),
-        ))
-    })
-    .await?;
+    commit(&req, id, move |cur| Ok((ops::replace_attribute(cur, &target, &name, &attr, inputs, now)?, ()))).await?;
     Ok(no_content())
 }
 
@@ -667,9 +439,7 @@ async fn delete_attribute(req: Req, id: String, attr: String) -> ApiResult<Respo
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(ApiError(NgsiError::bad_data(format!(
-                "deleteAll must be true or false, not {other:?}"
-            ))));
+            return Err(ApiError(NgsiError::bad_data(format!("deleteAll must be true or false, not {other:?}"))));
         }
     };
     let dataset_id = req.param("datasetId").map(str::to_string);
@@ -677,13 +447,9 @@ async fn delete_attribute(req: Req, id: String, attr: String) -> ApiResult<Respo
     let target = id.clone();
     if attr == "scope" {
         return commit(&req, id, move |cur| {
-            let mut e = cur
-                .ok_or_else(|| NgsiError::not_found(format!("entity {target} does not exist")))?
-                .clone();
+            let mut e = cur.ok_or_else(|| NgsiError::not_found(format!("entity {target} does not exist")))?.clone();
             if e.scope.take().is_none() {
-                return Err(NgsiError::not_found(format!(
-                    "entity {target} has no scope"
-                )));
+                return Err(NgsiError::not_found(format!("entity {target} has no scope")));
             }
             e.modified_at = now;
             Ok((Change::Put(e), ()))
@@ -693,10 +459,7 @@ async fn delete_attribute(req: Req, id: String, attr: String) -> ApiResult<Respo
     }
     let name = attr_name(&req, &attr)?;
     commit(&req, id, move |cur| {
-        Ok((
-            ops::delete_attribute(cur, &target, &name, &attr, dataset_id.as_deref(), all, now)?,
-            (),
-        ))
+        Ok((ops::delete_attribute(cur, &target, &name, &attr, dataset_id.as_deref(), all, now)?, ()))
     })
     .await?;
     Ok(no_content())

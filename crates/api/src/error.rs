@@ -65,10 +65,7 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::to_vec(&problem_body(&self.0)).unwrap_or_default();
         let mut resp = (status, body).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
     }
 }

@@ -69,31 +69,18 @@ impl ContextRegistry {
     /// The registry with the built-in documents and whatever was persisted in `store`.
     /// `public_url` is this broker's base URL, under which hosted contexts are served.
     pub fn new(store: Store, public_url: &str, fetch_timeout: Duration) -> Result<Self, NgsiError> {
-        let core_doc: Value =
-            serde_json::from_str(CORE_CONTEXT).map_err(|e| NgsiError::internal(e.to_string()))?;
-        let core =
-            ActiveContext::core(&core_doc).map_err(|e| NgsiError::internal(e.to_string()))?;
+        let core_doc: Value = serde_json::from_str(CORE_CONTEXT).map_err(|e| NgsiError::internal(e.to_string()))?;
+        let core = ActiveContext::core(&core_doc).map_err(|e| NgsiError::internal(e.to_string()))?;
         let mut docs = HashMap::new();
         for (i, (url, text)) in BUILTIN_CONTEXTS.iter().enumerate() {
-            let doc: Value = serde_json::from_str(text)
-                .map_err(|e| NgsiError::internal(format!("{url}: {e}")))?;
-            docs.insert(
-                url.to_string(),
-                Arc::new(Doc::new(doc, DocKind::Builtin, format!("builtin-{i}"), 0)),
-            );
+            let doc: Value = serde_json::from_str(text).map_err(|e| NgsiError::internal(format!("{url}: {e}")))?;
+            docs.insert(url.to_string(), Arc::new(Doc::new(doc, DocKind::Builtin, format!("builtin-{i}"), 0)));
         }
-        for (key, bytes) in store
-            .scan_meta(META_PREFIX)
-            .map_err(|e| NgsiError::internal(e.to_string()))?
-        {
+        for (key, bytes) in store.scan_meta(META_PREFIX).map_err(|e| NgsiError::internal(e.to_string()))? {
             let Ok(rec) = serde_json::from_slice::<Value>(&bytes) else {
                 continue;
             };
-            let kind = if rec["kind"] == "Hosted" {
-                DocKind::Hosted
-            } else {
-                DocKind::Cached
-            };
+            let kind = if rec["kind"] == "Hosted" { DocKind::Hosted } else { DocKind::Cached };
             let local_id = rec["localId"].as_str().unwrap_or_default().to_string();
             let created = rec["createdAt"].as_i64().unwrap_or_default();
             docs.insert(
@@ -112,10 +99,7 @@ impl ContextRegistry {
             built: RwLock::new(HashMap::new()),
             client,
             store,
-            hosted_prefix: format!(
-                "{}/ngsi-ld/v1/jsonldContexts/",
-                public_url.trim_end_matches('/')
-            ),
+            hosted_prefix: format!("{}/ngsi-ld/v1/jsonldContexts/", public_url.trim_end_matches('/')),
         })
     }
 
@@ -172,15 +156,10 @@ impl ContextRegistry {
 
     async fn fetch(&self, url: &str) -> Result<(), NgsiError> {
         let unavailable = |why: String| {
-            NgsiError::new(
-                ErrorKind::LdContextNotAvailable,
-                format!("@context {url} cannot be loaded: {why}"),
-            )
+            NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} cannot be loaded: {why}"))
         };
         if !url.starts_with("http://") && !url.starts_with("https://") {
-            return Err(unavailable(
-                "only http and https URLs can be fetched".into(),
-            ));
+            return Err(unavailable("only http and https URLs can be fetched".into()));
         }
         if url.starts_with(&self.hosted_prefix) {
             return Err(unavailable("no such hosted context".into()));
@@ -193,23 +172,14 @@ impl ContextRegistry {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(unavailable(format!(
-                "the server answered {}",
-                resp.status()
-            )));
+            return Err(unavailable(format!("the server answered {}", resp.status())));
         }
         let bytes = resp.bytes().await.map_err(|e| unavailable(e.to_string()))?;
         if bytes.len() > MAX_DOC_BYTES {
-            return Err(unavailable(format!(
-                "it is larger than {MAX_DOC_BYTES} bytes"
-            )));
+            return Err(unavailable(format!("it is larger than {MAX_DOC_BYTES} bytes")));
         }
-        let doc: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| unavailable(format!("it is not JSON: {e}")))?;
-        if !doc
-            .get("@context")
-            .is_some_and(|c| c.is_object() || c.is_array() || c.is_string())
-        {
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| unavailable(format!("it is not JSON: {e}")))?;
+        if !doc.get("@context").is_some_and(|c| c.is_object() || c.is_array() || c.is_string()) {
             return Err(unavailable("it has no @context member".into()));
         }
         tracing::info!(url, "fetched @context");
@@ -217,16 +187,9 @@ impl ContextRegistry {
         Ok(())
     }
 
-    fn insert(
-        &self,
-        url: String,
-        doc: Value,
-        kind: DocKind,
-        local_id: String,
-    ) -> Result<Arc<Doc>, NgsiError> {
+    fn insert(&self, url: String, doc: Value, kind: DocKind, local_id: String) -> Result<Arc<Doc>, NgsiError> {
         let created = now_micros();
-        let rec =
-            json!({"kind": kind.name(), "localId": local_id, "createdAt": created, "doc": doc});
+        let rec = json!({"kind": kind.name(), "localId": local_id, "createdAt": created, "doc": doc});
         self.store
             .put_meta(&format!("{META_PREFIX}{url}"), rec.to_string().as_bytes())
             .map_err(|e| NgsiError::internal(e.to_string()))?;
@@ -249,19 +212,12 @@ impl ContextRegistry {
         if let Some(d) = docs.get(id) {
             return Some((id.to_string(), d.clone()));
         }
-        docs.iter()
-            .find(|(_, d)| d.local_id == id)
-            .map(|(u, d)| (u.clone(), d.clone()))
+        docs.iter().find(|(_, d)| d.local_id == id).map(|(u, d)| (u.clone(), d.clone()))
     }
 
     /// All documents, optionally of one kind, as (URL, document).
     pub fn list(&self) -> Vec<(String, Arc<Doc>)> {
-        let mut v: Vec<_> = self
-            .docs
-            .read()
-            .iter()
-            .map(|(u, d)| (u.clone(), d.clone()))
-            .collect();
+        let mut v: Vec<_> = self.docs.read().iter().map(|(u, d)| (u.clone(), d.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }
@@ -272,20 +228,14 @@ impl ContextRegistry {
             return Err(NgsiError::not_found(format!("no @context {url}")));
         };
         if doc.kind == DocKind::Builtin {
-            return Err(NgsiError::bad_data(format!(
-                "{url} is built in and cannot be deleted"
-            )));
+            return Err(NgsiError::bad_data(format!("{url} is built in and cannot be deleted")));
         }
         if reload && doc.kind == DocKind::Hosted {
-            return Err(NgsiError::bad_data(format!(
-                "{url} is hosted here and cannot be reloaded"
-            )));
+            return Err(NgsiError::bad_data(format!("{url} is hosted here and cannot be reloaded")));
         }
         self.docs.write().remove(&url);
         self.built.write().clear();
-        self.store
-            .delete_meta(&format!("{META_PREFIX}{url}"))
-            .map_err(|e| NgsiError::internal(e.to_string()))?;
+        self.store.delete_meta(&format!("{META_PREFIX}{url}")).map_err(|e| NgsiError::internal(e.to_string()))?;
         if reload {
             self.fetch(&url).await?;
         }
@@ -314,21 +264,11 @@ impl ContextRegistry {
 
 impl Doc {
     fn new(doc: Value, kind: DocKind, local_id: String, created_at: i64) -> Self {
-        Doc {
-            doc: Arc::new(doc),
-            kind,
-            local_id,
-            created_at,
-            hits: AtomicU64::new(0),
-        }
+        Doc { doc: Arc::new(doc), kind, local_id, created_at, hits: AtomicU64::new(0) }
     }
 }
 
 fn next_id() -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{:x}{:04x}",
-        now_micros(),
-        SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff
-    )
+    format!("{:x}{:04x}", now_micros(), SEQ.fetch_add(1, Ordering::Relaxed) & 0xffff)
 }

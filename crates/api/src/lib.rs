@@ -94,23 +94,15 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// The state over `store` with `config`.
     pub fn new(store: Store, config: ApiConfig) -> Result<AppState, haskap_model::NgsiError> {
-        let contexts =
-            ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
-        Ok(AppState(Arc::new(AppInner {
-            store,
-            contexts,
-            config,
-        })))
+        let contexts = ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
+        Ok(AppState(Arc::new(AppInner { store, contexts, config })))
     }
 }
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/health",
-            get(|| async { response::plain_json(StatusCode::OK, &json!({"status": "ok"})) }),
-        )
+        .route("/health", get(|| async { response::plain_json(StatusCode::OK, &json!({"status": "ok"})) }))
         .route("/version", get(version))
         .route("/ngsi-ld/v1/entities", any(entities::dispatch))
         .route("/ngsi-ld/v1/entities/", any(entities::dispatch))
@@ -118,23 +110,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ngsi-ld/v1/entityOperations/{op}", any(batch::dispatch))
         .route("/ngsi-ld/v1/jsonldContexts", any(contexts::dispatch))
         .route("/ngsi-ld/v1/jsonldContexts/", any(contexts::dispatch))
-        .route(
-            "/ngsi-ld/v1/jsonldContexts/{*rest}",
-            any(contexts::dispatch),
-        )
+        .route("/ngsi-ld/v1/jsonldContexts/{*rest}", any(contexts::dispatch))
         .route("/ngsi-ld/v1/subscriptions", any(pending::dispatch))
         .route("/ngsi-ld/v1/subscriptions/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/temporal/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceRegistrations", any(pending::dispatch))
-        .route(
-            "/ngsi-ld/v1/csourceRegistrations/{*rest}",
-            any(pending::dispatch),
-        )
+        .route("/ngsi-ld/v1/csourceRegistrations/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceSubscriptions", any(pending::dispatch))
-        .route(
-            "/ngsi-ld/v1/csourceSubscriptions/{*rest}",
-            any(pending::dispatch),
-        )
+        .route("/ngsi-ld/v1/csourceSubscriptions/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/types", any(pending::dispatch))
         .route("/ngsi-ld/v1/types/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/attributes", any(pending::dispatch))
@@ -149,11 +132,7 @@ async fn version(axum::extract::State(app): axum::extract::State<AppState>) -> R
 }
 
 async fn not_found(uri: axum::http::Uri) -> Response {
-    error::ApiError(haskap_model::NgsiError::not_found(format!(
-        "no resource at {}",
-        uri.path()
-    )))
-    .into_response()
+    error::ApiError(haskap_model::NgsiError::not_found(format!("no resource at {}", uri.path()))).into_response()
 }
 
 /// Adds `Allow` to 405 answers and logs every request at debug level.
@@ -161,9 +140,7 @@ async fn finish(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !resp.headers().contains_key(header::ALLOW)
-    {
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
         let allow = if path.contains("/attrs/") {
             "PATCH, PUT, DELETE"
         } else if path.contains("/entityOperations/") {
@@ -171,8 +148,7 @@ async fn finish(req: Request, next: Next) -> Response {
         } else {
             "GET, POST, PUT, PATCH, DELETE"
         };
-        resp.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allow));
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
     }
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp

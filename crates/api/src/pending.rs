@@ -86,19 +86,8 @@ pub(crate) async fn dispatch(
         SUBSCRIPTION_PARAMS
     };
     let body_context = method == Method::POST || method == Method::PUT;
-    if let Err(e) = Req::parse(
-        &app,
-        &method,
-        &headers,
-        uri.query(),
-        body,
-        Spec {
-            params,
-            geo: false,
-            body_context,
-        },
-    )
-    .await
+    if let Err(e) =
+        Req::parse(&app, &method, &headers, uri.query(), body, Spec { params, geo: false, body_context }).await
     {
         return e.into_response();
     }
@@ -106,14 +95,9 @@ pub(crate) async fn dispatch(
         ErrorKind::OperationNotSupported,
         format!("{method} {path} is not available in this version of Haskap"),
     );
-    let mut resp = (
-        StatusCode::NOT_IMPLEMENTED,
-        serde_json::to_vec(&problem_body(&e)).unwrap_or_default(),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
+    let mut resp =
+        (StatusCode::NOT_IMPLEMENTED, serde_json::to_vec(&problem_body(&e)).unwrap_or_default()).into_response();
+    resp.headers_mut()
+        .insert(axum::http::header::CONTENT_TYPE, axum::http::HeaderValue::from_static("application/json"));
     resp
 }

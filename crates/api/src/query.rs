@@ -16,22 +16,15 @@ use crate::request::{Accept, Req};
 use crate::response::ngsi_json;
 
 fn list(req: &Req, name: &str) -> Option<Vec<String>> {
-    req.param(name).map(|v| {
-        v.split(',')
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
-            .collect()
-    })
+    req.param(name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 fn number(req: &Req, name: &str, default: usize) -> ApiResult<usize> {
     match req.param(name) {
         None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            ApiError(NgsiError::bad_data(format!(
-                "{name} must be a non-negative integer, not {v:?}"
-            )))
-        }),
+        Some(v) => v
+            .parse()
+            .map_err(|_| ApiError(NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}")))),
     }
 }
 
@@ -46,10 +39,8 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         }
     }
     let ids = list(&req, "id");
-    let types: Option<Vec<String>> =
-        list(&req, "type").map(|t| t.iter().map(|t| req.ctx.expand(t)).collect());
-    let attrs: Option<Vec<String>> =
-        list(&req, "attrs").map(|a| a.iter().map(|a| req.ctx.expand(a)).collect());
+    let types: Option<Vec<String>> = list(&req, "type").map(|t| t.iter().map(|t| req.ctx.expand(t)).collect());
+    let attrs: Option<Vec<String>> = list(&req, "attrs").map(|a| a.iter().map(|a| req.ctx.expand(a)).collect());
     if ids.is_none() && types.is_none() && attrs.is_none() {
         return Err(ApiError(NgsiError::bad_data(
             "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
@@ -60,19 +51,14 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
     if limit > req.app.config.max_page {
         return Err(ApiError::new(
             haskap_model::ErrorKind::TooManyResults,
-            format!(
-                "limit {limit} is above the maximum page size {}",
-                req.app.config.max_page
-            ),
+            format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
         ));
     }
     let count = match req.param("count") {
         None | Some("false") => false,
         Some("true") => true,
         Some(v) => {
-            return Err(ApiError(NgsiError::bad_data(format!(
-                "count must be true or false, not {v:?}"
-            ))));
+            return Err(ApiError(NgsiError::bad_data(format!("count must be true or false, not {v:?}"))));
         }
     };
     let opts = render_options(&req, &[])?;
@@ -80,12 +66,8 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         req.require_tenant()?;
     }
     let matches = |e: &haskap_model::Entity| {
-        types
-            .as_ref()
-            .is_none_or(|ts| e.types.iter().any(|t| ts.contains(t)))
-            && attrs
-                .as_ref()
-                .is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
+        types.as_ref().is_none_or(|ts| e.types.iter().any(|t| ts.contains(t)))
+            && attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
     };
     let (total, page) = req.app.store.read(|state| {
         let Some(t) = state.tenants.get(&req.tenant) else {
@@ -106,10 +88,7 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
                 let mut sorted: Vec<&String> = ids.iter().collect();
                 sorted.sort();
                 sorted.dedup();
-                sorted
-                    .into_iter()
-                    .filter_map(|id| t.entities.get(id))
-                    .for_each(&mut visit);
+                sorted.into_iter().filter_map(|id| t.entities.get(id)).for_each(&mut visit);
             }
             None => t.entities.values().for_each(&mut visit),
         }
@@ -129,8 +108,7 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         ngsi_json(&req, StatusCode::OK, Value::Array(items))
     };
     if count {
-        resp.headers_mut()
-            .insert("NGSILD-Results-Count", HeaderValue::from(total));
+        resp.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
     Ok(resp)
 }
@@ -158,19 +136,9 @@ pub fn geojson_response(req: &Req, items: Vec<Value>, geo_prop: &str, single: bo
     if let (Value::Object(m), crate::request::ContextRef::Url(u)) = (&mut body, &req.ctx_ref) {
         m.insert("@context".into(), Value::String(u.clone()));
     } else if let Value::Object(m) = &mut body {
-        m.insert(
-            "@context".into(),
-            Value::String(haskap_model::builtin::CORE_CONTEXT_URL.into()),
-        );
+        m.insert("@context".into(), Value::String(haskap_model::builtin::CORE_CONTEXT_URL.into()));
     }
-    let mut resp = (
-        StatusCode::OK,
-        serde_json::to_vec(&body).unwrap_or_default(),
-    )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/geo+json"),
-    );
+    let mut resp = (StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));
     resp
 }

@@ -95,19 +95,11 @@ impl Req {
     ) -> ApiResult<Req> {
         let accept = negotiate_accept(headers, spec.geo)?;
         let has_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
-        let body_type = if has_body {
-            Some(body_type(headers, method)?)
-        } else {
-            None
-        };
+        let body_type = if has_body { Some(body_type(headers, method)?) } else { None };
         let query = parse_query(raw_query, spec.params)?;
         let (tenant, tenant_given) = tenant(headers)?;
         let link = link_context(headers)?;
-        let body = if has_body {
-            Some(read_json(app, body).await?)
-        } else {
-            None
-        };
+        let body = if has_body { Some(read_json(app, body).await?) } else { None };
 
         let mut ctx_ref = match &link {
             Some(url) => ContextRef::Url(url.clone()),
@@ -121,9 +113,7 @@ impl Req {
             }
             if spec.body_context {
                 if !body.as_ref().is_some_and(Value::is_object) {
-                    return Err(ApiError(NgsiError::invalid(
-                        "the request body must be a JSON object",
-                    )));
+                    return Err(ApiError(NgsiError::invalid("the request body must be a JSON object")));
                 }
                 let inline = body.as_ref().and_then(|b| b.get("@context")).cloned();
                 match (bt, inline) {
@@ -133,9 +123,7 @@ impl Req {
                         ));
                     }
                     (BodyType::JsonLd, None) => {
-                        return Err(bad(
-                            "Content-Type is application/ld+json but the body has no @context",
-                        ));
+                        return Err(bad("Content-Type is application/ld+json but the body has no @context"));
                     }
                     (BodyType::JsonLd, Some(Value::String(url))) => ctx_ref = ContextRef::Url(url),
                     (BodyType::JsonLd, Some(inline)) => ctx_ref = ContextRef::Inline(inline),
@@ -148,18 +136,7 @@ impl Req {
             ContextRef::Url(u) => app.contexts.resolve(&Value::String(u.clone())).await?,
             ContextRef::Inline(v) => app.contexts.resolve(v).await?,
         };
-        Ok(Req {
-            app: app.clone(),
-            tenant,
-            tenant_given,
-            accept,
-            body_type,
-            query,
-            body,
-            link,
-            ctx,
-            ctx_ref,
-        })
+        Ok(Req { app: app.clone(), tenant, tenant_given, accept, body_type, query, body, link, ctx, ctx_ref })
     }
 
     /// A query parameter.
@@ -171,12 +148,7 @@ impl Req {
     pub fn options(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self
             .param("options")
-            .map(|o| {
-                o.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
+            .map(|o| o.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         if let Some(f) = self.param("format") {
             v.push(f);
@@ -187,10 +159,7 @@ impl Req {
     /// Fails with NonexistentTenant when a named tenant does not exist (for reads).
     pub fn require_tenant(&self) -> ApiResult<()> {
         if self.tenant_given && !self.app.store.tenant_exists(&self.tenant) {
-            return Err(ApiError::new(
-                ErrorKind::NonexistentTenant,
-                format!("tenant {} does not exist", self.tenant),
-            ));
+            return Err(ApiError::new(ErrorKind::NonexistentTenant, format!("tenant {} does not exist", self.tenant)));
         }
         Ok(())
     }
@@ -206,11 +175,7 @@ fn bad(detail: &str) -> ApiError {
 }
 
 fn media(v: &str) -> String {
-    v.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
+    v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
 /// Picks the response representation from `Accept`.
@@ -227,11 +192,7 @@ pub fn negotiate_accept(headers: &HeaderMap, geo: bool) -> ApiResult<Accept> {
         let q = item
             .split(';')
             .skip(1)
-            .find_map(|p| {
-                p.trim()
-                    .strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-            })
+            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
             .unwrap_or(1.0);
         let a = match m.as_str() {
             "application/json" | "*/*" | "application/*" => Accept::Json,
@@ -255,10 +216,7 @@ pub fn negotiate_accept(headers: &HeaderMap, geo: bool) -> ApiResult<Accept> {
 }
 
 fn body_type(headers: &HeaderMap, method: &Method) -> ApiResult<BodyType> {
-    let raw = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let raw = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     match media(raw).as_str() {
         "application/json" => Ok(BodyType::Json),
         "application/ld+json" => Ok(BodyType::JsonLd),
@@ -269,9 +227,7 @@ fn body_type(headers: &HeaderMap, method: &Method) -> ApiResult<BodyType> {
         )),
         other => Err(ApiError::new(
             ErrorKind::UnsupportedMediaType,
-            format!(
-                "Content-Type {other} is not supported; send application/json or application/ld+json"
-            ),
+            format!("Content-Type {other} is not supported; send application/json or application/ld+json"),
         )),
     }
 }
@@ -294,28 +250,19 @@ fn parse_query(raw: Option<&str>, allowed: &[&str]) -> ApiResult<HashMap<String,
 
 /// Percent-decodes a query component (`+` is a space).
 pub fn decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned()
 }
 
 fn tenant(headers: &HeaderMap) -> ApiResult<(String, bool)> {
     let Some(v) = headers.get("ngsild-tenant") else {
         return Ok((String::new(), false));
     };
-    let t = v
-        .to_str()
-        .map_err(|_| bad("NGSILD-Tenant must be ASCII"))?
-        .trim();
+    let t = v.to_str().map_err(|_| bad("NGSILD-Tenant must be ASCII"))?.trim();
     if t.is_empty()
         || t.len() > 64
-        || !t
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
+        || !t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/'))
     {
-        return Err(bad(
-            "NGSILD-Tenant must be 1 to 64 characters of letters, digits, _ - . : /",
-        ));
+        return Err(bad("NGSILD-Tenant must be 1 to 64 characters of letters, digits, _ - . : /"));
     }
     Ok((t.to_string(), true))
 }
@@ -323,20 +270,15 @@ fn tenant(headers: &HeaderMap) -> ApiResult<(String, bool)> {
 /// The context URL of a JSON-LD Link header, if there is one.
 fn link_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
     for v in headers.get_all(header::LINK) {
-        let s = v
-            .to_str()
-            .map_err(|_| bad("the Link header must be ASCII"))?;
+        let s = v.to_str().map_err(|_| bad("the Link header must be ASCII"))?;
         for link in s.split(",<").map(|l| l.trim_start_matches('<')) {
             let Some((url, params)) = link.split_once('>') else {
                 return Err(bad(
                     "the Link header is not of the form <URL>; rel=\"http://www.w3.org/ns/json-ld#context\"",
                 ));
             };
-            let rel = params
-                .split(';')
-                .filter_map(|p| p.trim().strip_prefix("rel="))
-                .next()
-                .map(|r| r.trim_matches('"'));
+            let rel =
+                params.split(';').filter_map(|p| p.trim().strip_prefix("rel=")).next().map(|r| r.trim_matches('"'));
             if rel.is_none_or(|r| r == LINK_REL) {
                 return Ok(Some(url.trim().to_string()));
             }
@@ -348,17 +290,11 @@ fn link_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
 async fn read_json(app: &AppState, body: Body) -> ApiResult<Value> {
     let limit = app.config.body_limit;
     let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            ErrorKind::PayloadTooLarge,
-            format!("the request body is larger than the limit of {limit} bytes"),
-        )
+        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body is larger than the limit of {limit} bytes"))
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError(NgsiError::invalid("the request body is empty")));
     }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError(NgsiError::invalid(format!(
-            "the request body is not valid JSON: {e}"
-        )))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError(NgsiError::invalid(format!("the request body is not valid JSON: {e}"))))
 }

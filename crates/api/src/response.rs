@@ -32,22 +32,14 @@ pub fn ngsi_json(req: &Req, status: StatusCode, mut body: Value) -> Response {
     let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     let h = resp.headers_mut();
     if ld {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/ld+json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json"));
     } else {
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let url = match &req.ctx_ref {
             ContextRef::Url(u) => u.as_str(),
             _ => CORE_CONTEXT_URL,
         };
-        if let Ok(v) = HeaderValue::from_str(&format!(
-            "<{url}>; rel=\"{LINK_REL}\"; type=\"application/ld+json\""
-        )) {
+        if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"{LINK_REL}\"; type=\"application/ld+json\"")) {
             h.insert(header::LINK, v);
         }
     }
@@ -61,10 +53,7 @@ fn insert_context(m: &mut Map<String, Value>, ctx: Value) {
 /// A plain JSON response, without any @context (batch results, lists of ids).
 pub fn plain_json(status: StatusCode, body: &Value) -> Response {
     let mut resp = (status, serde_json::to_vec(body).unwrap_or_default()).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -97,14 +86,7 @@ pub fn update_result(r: &UpdateResult) -> Response {
 
 /// Percent-encodes a path segment (entity ids in Location headers).
 pub fn encode_segment(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
-        .add(b' ')
-        .add(b'/')
-        .add(b'?')
-        .add(b'#')
-        .add(b'%')
-        .add(b'"')
-        .add(b'<')
-        .add(b'>');
+    const SET: &percent_encoding::AsciiSet =
+        &percent_encoding::CONTROLS.add(b' ').add(b'/').add(b'?').add(b'#').add(b'%').add(b'"').add(b'<').add(b'>');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }

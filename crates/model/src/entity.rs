@@ -99,9 +99,7 @@ impl AttrKind {
 
     /// The kind named `name` (compact or expanded under the core context).
     pub fn from_name(name: &str) -> Option<AttrKind> {
-        let short = name
-            .strip_prefix("https://uri.etsi.org/ngsi-ld/")
-            .unwrap_or(name);
+        let short = name.strip_prefix("https://uri.etsi.org/ngsi-ld/").unwrap_or(name);
         let short = short.strip_prefix("ngsi-ld:").unwrap_or(short);
         // v1.7 called VocabProperty VocabularyProperty.
         if short == "VocabularyProperty" {
@@ -146,10 +144,7 @@ pub struct Attribute {
 impl Entity {
     /// The instance of attribute `name` with `dataset_id`, if present.
     pub fn instance(&self, name: &str, dataset_id: Option<&str>) -> Option<&Attribute> {
-        self.attrs
-            .get(name)?
-            .iter()
-            .find(|a| a.dataset_id.as_deref() == dataset_id)
+        self.attrs.get(name)?.iter().find(|a| a.dataset_id.as_deref() == dataset_id)
     }
 }
 

@@ -52,16 +52,12 @@ impl ErrorKind {
             | ErrorKind::PayloadTooLarge => "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
             ErrorKind::BadRequestData => "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
             ErrorKind::AlreadyExists => "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
-            ErrorKind::OperationNotSupported => {
-                "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported"
-            }
+            ErrorKind::OperationNotSupported => "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported",
             ErrorKind::ResourceNotFound => "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
             ErrorKind::InternalError => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
             ErrorKind::TooComplexQuery => "https://uri.etsi.org/ngsi-ld/errors/TooComplexQuery",
             ErrorKind::TooManyResults => "https://uri.etsi.org/ngsi-ld/errors/TooManyResults",
-            ErrorKind::LdContextNotAvailable => {
-                "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable"
-            }
+            ErrorKind::LdContextNotAvailable => "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable",
             ErrorKind::NonexistentTenant => "https://uri.etsi.org/ngsi-ld/errors/NonexistentTenant",
         }
     }
@@ -107,10 +103,7 @@ pub struct NgsiError {
 impl NgsiError {
     /// A problem of `kind` with `detail`.
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
-        NgsiError {
-            kind,
-            detail: detail.into(),
-        }
+        NgsiError { kind, detail: detail.into() }
     }
     /// Shorthand for [`ErrorKind::BadRequestData`].
     pub fn bad_data(detail: impl Into<String>) -> Self {

@@ -52,9 +52,8 @@ impl ActiveContext {
     /// Builds the context that `core` (the NGSI-LD core context document) defines, protected.
     pub fn core(core_doc: &Value) -> Result<Self, ContextError> {
         let mut ctx = ActiveContext::default();
-        let inner = core_doc
-            .get("@context")
-            .ok_or_else(|| ContextError::Invalid("core context has no @context".into()))?;
+        let inner =
+            core_doc.get("@context").ok_or_else(|| ContextError::Invalid("core context has no @context".into()))?;
         ctx.process(inner, &|_| None, 0)?;
         ctx.protected = ctx.terms.keys().cloned().collect();
         ctx.finish();
@@ -63,11 +62,7 @@ impl ActiveContext {
 
     /// Builds the context of a request: `self` (the core) extended with the user's `@context`
     /// value, whose remote documents `loader` supplies (the whole document, with its `@context`).
-    pub fn extend(
-        &self,
-        user: &Value,
-        loader: &dyn Fn(&str) -> Option<Arc<Value>>,
-    ) -> Result<Self, ContextError> {
+    pub fn extend(&self, user: &Value, loader: &dyn Fn(&str) -> Option<Arc<Value>>) -> Result<Self, ContextError> {
         let mut ctx = self.clone();
         ctx.process(user, loader, 0)?;
         ctx.finish();
@@ -81,17 +76,15 @@ impl ActiveContext {
         depth: usize,
     ) -> Result<(), ContextError> {
         if depth > MAX_DEPTH {
-            return Err(ContextError::Invalid(
-                "@context documents refer to each other too deeply".into(),
-            ));
+            return Err(ContextError::Invalid("@context documents refer to each other too deeply".into()));
         }
         match value {
             Value::Null => Ok(()),
             Value::String(url) => {
                 let doc = loader(url).ok_or_else(|| ContextError::Missing(url.clone()))?;
-                let inner = doc.get("@context").ok_or_else(|| {
-                    ContextError::Invalid(format!("document {url} has no @context member"))
-                })?;
+                let inner = doc
+                    .get("@context")
+                    .ok_or_else(|| ContextError::Invalid(format!("document {url} has no @context member")))?;
                 self.process(inner, loader, depth + 1)
             }
             Value::Array(items) => {
@@ -101,9 +94,7 @@ impl ActiveContext {
                 Ok(())
             }
             Value::Object(map) => self.process_object(map, loader, depth),
-            other => Err(ContextError::Invalid(format!(
-                "a context cannot be {other}"
-            ))),
+            other => Err(ContextError::Invalid(format!("a context cannot be {other}"))),
         }
     }
 
@@ -114,14 +105,10 @@ impl ActiveContext {
         depth: usize,
     ) -> Result<(), ContextError> {
         if depth > MAX_DEPTH {
-            return Err(ContextError::Invalid(
-                "@context documents import each other too deeply".into(),
-            ));
+            return Err(ContextError::Invalid("@context documents import each other too deeply".into()));
         }
         if let Some(import) = map.get("@import") {
-            let url = import
-                .as_str()
-                .ok_or_else(|| ContextError::Invalid("@import must be a string".into()))?;
+            let url = import.as_str().ok_or_else(|| ContextError::Invalid("@import must be a string".into()))?;
             let doc = loader(url).ok_or_else(|| ContextError::Missing(url.to_string()))?;
             if let Some(inner) = doc.get("@context").and_then(Value::as_object) {
                 self.process_object(inner, loader, depth + 1)?;
@@ -163,25 +150,18 @@ impl ActiveContext {
         seen: &mut Vec<String>,
     ) -> Result<Option<TermDef>, ContextError> {
         if seen.iter().any(|s| s == term) {
-            return Err(ContextError::Invalid(format!(
-                "cyclic definition of term {term}"
-            )));
+            return Err(ContextError::Invalid(format!("cyclic definition of term {term}")));
         }
         seen.push(term.to_string());
         let out = match def {
             Value::Null => None,
-            Value::String(iri) => Some(TermDef {
-                iri: self.expand_with(local, iri, seen)?,
-                coerce: None,
-            }),
+            Value::String(iri) => Some(TermDef { iri: self.expand_with(local, iri, seen)?, coerce: None }),
             Value::Object(obj) => {
                 let iri = match obj.get("@id") {
                     Some(Value::String(id)) => self.expand_with(local, id, seen)?,
                     Some(Value::Null) => return Ok(None),
                     Some(_) => {
-                        return Err(ContextError::Invalid(format!(
-                            "@id of term {term} must be a string"
-                        )));
+                        return Err(ContextError::Invalid(format!("@id of term {term} must be a string")));
                     }
                     None if obj.contains_key("@reverse") => return Ok(None),
                     None => self.default_iri(local, term, seen)?,
@@ -194,9 +174,7 @@ impl ActiveContext {
                 Some(TermDef { iri, coerce })
             }
             _ => {
-                return Err(ContextError::Invalid(format!(
-                    "definition of term {term} must be a string or an object"
-                )));
+                return Err(ContextError::Invalid(format!("definition of term {term} must be a string or an object")));
             }
         };
         seen.pop();
@@ -242,9 +220,7 @@ impl ActiveContext {
             if suffix.starts_with("//") || prefix == "_" {
                 return Ok(value.to_string());
             }
-            if let Some(def) = local
-                .get(prefix)
-                .filter(|_| !self.protected.contains(prefix))
+            if let Some(def) = local.get(prefix).filter(|_| !self.protected.contains(prefix))
                 && !seen.iter().any(|s| s == prefix)
                 && let Some(d) = self.define(local, prefix, def, seen)?
             {
@@ -279,8 +255,7 @@ impl ActiveContext {
                 self.prefixes.push((def.iri.clone(), term.clone()));
             }
         }
-        self.prefixes
-            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
+        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then_with(|| a.1.cmp(&b.1)));
     }
 
     /// Expands a term, compact IRI or IRI used as a key or a type.
@@ -375,26 +350,11 @@ mod tests {
     #[test]
     fn expands_and_compacts_core_terms() {
         let c = core();
-        assert_eq!(
-            c.expand("Property"),
-            "https://uri.etsi.org/ngsi-ld/Property"
-        );
-        assert_eq!(
-            c.expand("brandName"),
-            "https://uri.etsi.org/ngsi-ld/default-context/brandName"
-        );
-        assert_eq!(
-            c.compact("https://uri.etsi.org/ngsi-ld/default-context/brandName"),
-            "brandName"
-        );
-        assert_eq!(
-            c.compact("https://uri.etsi.org/ngsi-ld/location"),
-            "location"
-        );
-        assert_eq!(
-            c.compact("https://uri.etsi.org/ngsi-ld/other"),
-            "ngsi-ld:other"
-        );
+        assert_eq!(c.expand("Property"), "https://uri.etsi.org/ngsi-ld/Property");
+        assert_eq!(c.expand("brandName"), "https://uri.etsi.org/ngsi-ld/default-context/brandName");
+        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/default-context/brandName"), "brandName");
+        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/location"), "location");
+        assert_eq!(c.compact("https://uri.etsi.org/ngsi-ld/other"), "ngsi-ld:other");
         assert_eq!(c.compact("http://example.org/x"), "http://example.org/x");
         assert_eq!(c.term("vocab").unwrap().coerce.as_deref(), Some("@vocab"));
     }
@@ -402,17 +362,15 @@ mod tests {
     #[test]
     fn user_context_adds_terms_but_cannot_redefine_core() {
         let c = core();
-        let user = json!([{"schema": "https://schema.org/", "name": "schema:name", "location": "http://x/loc"}, "urn:remote"]);
+        let user =
+            json!([{"schema": "https://schema.org/", "name": "schema:name", "location": "http://x/loc"}, "urn:remote"]);
         let remote = Arc::new(json!({"@context": {"Vehicle": "http://example.org/Vehicle"}}));
         let loader = |url: &str| (url == "urn:remote").then(|| remote.clone());
         let u = c.extend(&user, &loader).unwrap();
         assert_eq!(u.expand("name"), "https://schema.org/name");
         assert_eq!(u.expand("schema:color"), "https://schema.org/color");
         assert_eq!(u.expand("Vehicle"), "http://example.org/Vehicle");
-        assert_eq!(
-            u.expand("location"),
-            "https://uri.etsi.org/ngsi-ld/location"
-        );
+        assert_eq!(u.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
         assert_eq!(u.compact("https://schema.org/name"), "name");
         assert_eq!(u.compact("https://schema.org/color"), "schema:color");
     }
@@ -420,13 +378,8 @@ mod tests {
     #[test]
     fn missing_document_is_reported() {
         let c = core();
-        let err = c
-            .extend(&json!("http://nowhere/ctx.jsonld"), &|_| None)
-            .unwrap_err();
-        assert_eq!(
-            err,
-            ContextError::Missing("http://nowhere/ctx.jsonld".into())
-        );
+        let err = c.extend(&json!("http://nowhere/ctx.jsonld"), &|_| None).unwrap_err();
+        assert_eq!(err, ContextError::Missing("http://nowhere/ctx.jsonld".into()));
         let err = c.extend(&json!(42), &|_| None).unwrap_err();
         assert!(matches!(err, ContextError::Invalid(_)));
     }

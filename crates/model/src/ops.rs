@@ -37,10 +37,7 @@ fn must_exist<'e>(current: Option<&'e Entity>, id: &str) -> Result<&'e Entity> {
 /// Create Entity: fails when the id is taken.
 pub fn create(current: Option<&Entity>, new: Entity) -> Result<Change> {
     if current.is_some() {
-        return Err(NgsiError::exists(format!(
-            "entity {} already exists",
-            new.id
-        )));
+        return Err(NgsiError::exists(format!("entity {} already exists", new.id)));
     }
     Ok(Change::Put(new))
 }
@@ -59,12 +56,7 @@ pub fn delete(current: Option<&Entity>, id: &str) -> Result<Change> {
 }
 
 /// Upsert in a batch: create, or else replace (`replace`) or append (`update` mode).
-pub fn upsert(
-    current: Option<&Entity>,
-    new: Entity,
-    replace_mode: bool,
-    now: Micros,
-) -> Result<(Change, bool)> {
+pub fn upsert(current: Option<&Entity>, new: Entity, replace_mode: bool, now: Micros) -> Result<(Change, bool)> {
     match current {
         None => Ok((Change::Put(new), true)),
         Some(_) if replace_mode => Ok((replace(current, new)?, false)),
@@ -110,12 +102,7 @@ pub fn append(
 /// Update Entity Attributes: overwrites (and, as the ETSI suite expects, adds) attributes;
 /// deletions of absent instances are reported. Types are merged; a scope is replaced only if the
 /// entity has one.
-pub fn update(
-    current: Option<&Entity>,
-    id: &str,
-    frag: Fragment,
-    now: Micros,
-) -> Result<(Change, UpdateResult)> {
+pub fn update(current: Option<&Entity>, id: &str, frag: Fragment, now: Micros) -> Result<(Change, UpdateResult)> {
     let mut e = must_exist(current, id)?.clone();
     merge_types(&mut e, frag.types);
     let mut scope_refused = false;
@@ -127,29 +114,20 @@ pub fn update(
     }
     let mut result = apply_attrs(&mut e, frag.attrs, false);
     if scope_refused {
-        result
-            .not_updated
-            .push(("scope".into(), "the entity has no scope to update".into()));
+        result.not_updated.push(("scope".into(), "the entity has no scope to update".into()));
     }
     e.modified_at = now;
     Ok((Change::Put(e), result))
 }
 
-fn apply_attrs(
-    e: &mut Entity,
-    attrs: Vec<(String, Vec<AttrInput>)>,
-    no_overwrite: bool,
-) -> UpdateResult {
+fn apply_attrs(e: &mut Entity, attrs: Vec<(String, Vec<AttrInput>)>, no_overwrite: bool) -> UpdateResult {
     let mut result = UpdateResult::default();
     for (name, inputs) in attrs {
         for input in inputs {
             match input {
                 AttrInput::Set(a) => {
                     if no_overwrite && e.instance(&name, a.dataset_id.as_deref()).is_some() {
-                        result.not_updated.push((
-                            name.clone(),
-                            "attribute exists and noOverwrite was asked".into(),
-                        ));
+                        result.not_updated.push((name.clone(), "attribute exists and noOverwrite was asked".into()));
                         continue;
                     }
                     put_instance(&mut e.attrs, &name, a);
@@ -159,9 +137,7 @@ fn apply_attrs(
                     if remove_instance(e, &name, ds.as_deref()) {
                         push_unique(&mut result.updated, &name);
                     } else {
-                        result
-                            .not_updated
-                            .push((name.clone(), "no such attribute instance to delete".into()));
+                        result.not_updated.push((name.clone(), "no such attribute instance to delete".into()));
                     }
                 }
             }
@@ -180,15 +156,12 @@ pub fn partial_update(
     parser: &Parser<'_>,
 ) -> Result<Change> {
     let mut e = must_exist(current, id)?.clone();
-    let patch = patch
-        .as_object()
-        .ok_or_else(|| NgsiError::bad_data("the attribute fragment must be a JSON object"))?;
+    let patch = patch.as_object().ok_or_else(|| NgsiError::bad_data("the attribute fragment must be a JSON object"))?;
     let ds = patch.get("datasetId").and_then(Value::as_str);
     let old = e.instance(name, ds).ok_or_else(|| {
         NgsiError::not_found(format!(
             "entity {id} has no attribute {term}{}",
-            ds.map(|d| format!(" with datasetId {d}"))
-                .unwrap_or_default()
+            ds.map(|d| format!(" with datasetId {d}")).unwrap_or_default()
         ))
     })?;
     let merged = overlay(old, patch, parser.ctx, false);
@@ -218,9 +191,7 @@ pub fn replace_attribute(
     for input in inputs {
         let AttrInput::Set(a) = input else { continue };
         if e.instance(name, a.dataset_id.as_deref()).is_none() {
-            return Err(NgsiError::not_found(format!(
-                "entity {id} has no attribute {term}"
-            )));
+            return Err(NgsiError::not_found(format!("entity {id} has no attribute {term}")));
         }
         put_instance(&mut e.attrs, name, a);
     }
@@ -239,18 +210,10 @@ pub fn delete_attribute(
     now: Micros,
 ) -> Result<Change> {
     let mut e = must_exist(current, id)?.clone();
-    let found = if all {
-        e.attrs.remove(name).is_some()
-    } else {
-        remove_instance(&mut e, name, dataset_id)
-    };
+    let found = if all { e.attrs.remove(name).is_some() } else { remove_instance(&mut e, name, dataset_id) };
     if !found {
-        let which = dataset_id
-            .map(|d| format!(" with datasetId {d}"))
-            .unwrap_or_default();
-        return Err(NgsiError::not_found(format!(
-            "entity {id} has no attribute {term}{which}"
-        )));
+        let which = dataset_id.map(|d| format!(" with datasetId {d}")).unwrap_or_default();
+        return Err(NgsiError::not_found(format!("entity {id} has no attribute {term}{which}")));
     }
     e.modified_at = now;
     Ok(Change::Put(e))
@@ -258,27 +221,17 @@ pub fn delete_attribute(
 
 /// Merge Entity: like append, but an existing attribute is merged member by member, and
 /// `urn:ngsi-ld:null` deletes.
-pub fn merge(
-    current: Option<&Entity>,
-    id: &str,
-    body: &Value,
-    parser: &Parser<'_>,
-) -> Result<Change> {
+pub fn merge(current: Option<&Entity>, id: &str, body: &Value, parser: &Parser<'_>) -> Result<Change> {
     let mut e = must_exist(current, id)?.clone();
-    let obj = body
-        .as_object()
-        .ok_or_else(|| NgsiError::bad_data("the request body must be a JSON object"))?;
+    let obj = body.as_object().ok_or_else(|| NgsiError::bad_data("the request body must be a JSON object"))?;
     let mut rest = Map::new();
     for (term, raw) in obj {
         let name = parser.ctx.expand(term);
         let instance_patch = raw.as_object().filter(|o| !o.is_empty());
-        let ds = instance_patch
-            .and_then(|o| o.get("datasetId"))
-            .and_then(Value::as_str);
+        let ds = instance_patch.and_then(|o| o.get("datasetId")).and_then(Value::as_str);
         match (e.instance(&name, ds), instance_patch) {
             (Some(old), Some(patch))
-                if !patch.contains_key("type")
-                    || patch.get("type") == Some(&Value::String(old.kind.name().into())) =>
+                if !patch.contains_key("type") || patch.get("type") == Some(&Value::String(old.kind.name().into())) =>
             {
                 rest.insert(term.clone(), overlay(old, patch, parser.ctx, true));
             }
@@ -311,25 +264,17 @@ pub fn merge(
 /// The instance rendered in normalized form with `patch` laid over it, ready to parse again.
 /// With `deep`, sub-attributes present in both are merged too.
 fn overlay(old: &Attribute, patch: &Map<String, Value>, ctx: &ActiveContext, deep: bool) -> Value {
-    let opts = RenderOptions {
-        format: Format::Normalized,
-        ..Default::default()
-    };
+    let opts = RenderOptions { format: Format::Normalized, ..Default::default() };
     let Value::Object(mut base) = render_attribute(old, ctx, &opts) else {
         unreachable!("attributes render as objects")
     };
-    let kind_changed = patch
-        .get("type")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t != old.kind.name());
+    let kind_changed = patch.get("type").and_then(Value::as_str).is_some_and(|t| t != old.kind.name());
     if kind_changed {
         base.remove(old.kind.value_key());
     }
     for (k, v) in patch {
         match (deep, base.get_mut(k), v) {
-            (true, Some(Value::Object(b)), Value::Object(p))
-                if k != "value" && k != "json" && k != "languageMap" =>
-            {
+            (true, Some(Value::Object(b)), Value::Object(p)) if k != "value" && k != "json" && k != "languageMap" => {
                 for (pk, pv) in p {
                     b.insert(pk.clone(), pv.clone());
                 }

@@ -12,17 +12,8 @@ use crate::validate::{check_datetime, check_geometry, check_name, check_uri, is_
 pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
 
 /// Entity members that are not attributes.
-const ENTITY_RESERVED: &[&str] = &[
-    "id",
-    "@id",
-    "type",
-    "@type",
-    "@context",
-    "scope",
-    "createdAt",
-    "modifiedAt",
-    "deletedAt",
-];
+const ENTITY_RESERVED: &[&str] =
+    &["id", "@id", "type", "@type", "@context", "scope", "createdAt", "modifiedAt", "deletedAt"];
 
 /// Attribute members that are neither the payload nor sub-attributes.
 const ATTR_META: &[&str] = &[
@@ -49,10 +40,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_attributes: 1024,
-            max_sub_depth: 8,
-        }
+        Limits { max_attributes: 1024, max_sub_depth: 8 }
     }
 }
 
@@ -93,12 +81,8 @@ impl Parser<'_> {
     pub fn entity(&self, body: &Value) -> Result<Entity> {
         let obj = as_object(body, "an entity")?;
         let frag = self.fragment_of(obj, false)?;
-        let id = frag
-            .id
-            .ok_or_else(|| NgsiError::bad_data("the entity has no \"id\""))?;
-        let types = frag
-            .types
-            .ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no \"type\"")))?;
+        let id = frag.id.ok_or_else(|| NgsiError::bad_data("the entity has no \"id\""))?;
+        let types = frag.types.ok_or_else(|| NgsiError::bad_data(format!("entity {id} has no \"type\"")))?;
         let mut attrs = Attrs::new();
         for (name, inputs) in frag.attrs {
             let list = attrs.entry(name).or_default();
@@ -108,14 +92,7 @@ impl Parser<'_> {
                 }
             }
         }
-        Ok(Entity {
-            id,
-            types,
-            scope: frag.scope,
-            created_at: self.now,
-            modified_at: self.now,
-            attrs,
-        })
+        Ok(Entity { id, types, scope: frag.scope, created_at: self.now, modified_at: self.now, attrs })
     }
 
     /// Parses a partial entity. With `allow_null`, `urn:ngsi-ld:null` deletes.
@@ -126,9 +103,7 @@ impl Parser<'_> {
     fn fragment_of(&self, obj: &Map<String, Value>, allow_null: bool) -> Result<Fragment> {
         let mut frag = Fragment::default();
         if let Some(id) = obj.get("id").or_else(|| obj.get("@id")) {
-            let id = id
-                .as_str()
-                .ok_or_else(|| NgsiError::bad_data("\"id\" must be a string"))?;
+            let id = id.as_str().ok_or_else(|| NgsiError::bad_data("\"id\" must be a string"))?;
             check_uri(id, "entity id")?;
             frag.id = Some(id.to_string());
         }
@@ -174,15 +149,10 @@ impl Parser<'_> {
             Value::String(s) => vec![s.as_str()],
             Value::Array(a) if !a.is_empty() => a
                 .iter()
-                .map(|t| {
-                    t.as_str()
-                        .ok_or_else(|| NgsiError::bad_data("entity types must be strings"))
-                })
+                .map(|t| t.as_str().ok_or_else(|| NgsiError::bad_data("entity types must be strings")))
                 .collect::<Result<_>>()?,
             _ => {
-                return Err(NgsiError::bad_data(
-                    "\"type\" must be a string or a non-empty array of strings",
-                ));
+                return Err(NgsiError::bad_data("\"type\" must be a string or a non-empty array of strings"));
             }
         };
         let mut out = Vec::with_capacity(names.len());
@@ -196,13 +166,7 @@ impl Parser<'_> {
     }
 
     /// Parses one attribute's value (one instance or an array of instances) named `term`.
-    pub fn attribute(
-        &self,
-        term: &str,
-        raw: &Value,
-        allow_null: bool,
-        depth: usize,
-    ) -> Result<Vec<AttrInput>> {
+    pub fn attribute(&self, term: &str, raw: &Value, allow_null: bool, depth: usize) -> Result<Vec<AttrInput>> {
         if depth > self.limits.max_sub_depth {
             return Err(NgsiError::bad_data(format!(
                 "sub-attributes of {term} are nested deeper than the limit of {}",
@@ -210,10 +174,9 @@ impl Parser<'_> {
             )));
         }
         let inputs = match raw {
-            Value::Array(items) if !items.is_empty() && items.iter().all(is_instance_like) => items
-                .iter()
-                .map(|i| self.instance(term, i, allow_null, depth))
-                .collect::<Result<Vec<_>>>()?,
+            Value::Array(items) if !items.is_empty() && items.iter().all(is_instance_like) => {
+                items.iter().map(|i| self.instance(term, i, allow_null, depth)).collect::<Result<Vec<_>>>()?
+            }
             _ => vec![self.instance(term, raw, allow_null, depth)?],
         };
         let mut seen: Vec<Option<&str>> = Vec::new();
@@ -233,13 +196,7 @@ impl Parser<'_> {
         Ok(inputs)
     }
 
-    fn instance(
-        &self,
-        term: &str,
-        raw: &Value,
-        allow_null: bool,
-        depth: usize,
-    ) -> Result<AttrInput> {
+    fn instance(&self, term: &str, raw: &Value, allow_null: bool, depth: usize) -> Result<AttrInput> {
         let obj = match raw {
             Value::Null => {
                 return Err(NgsiError::bad_data(format!(
@@ -256,10 +213,7 @@ impl Parser<'_> {
         let kind = self.kind_of(term, obj)?;
         let Some(kind) = kind else {
             // A concise GeoProperty: the geometry itself.
-            return Ok(AttrInput::Set(Attribute {
-                kind: AttrKind::GeoProperty,
-                ..self.bare_property(raw.clone())
-            }));
+            return Ok(AttrInput::Set(Attribute { kind: AttrKind::GeoProperty, ..self.bare_property(raw.clone()) }));
         };
         let key = kind.value_key();
         let dataset_id = match obj.get("datasetId") {
@@ -269,18 +223,13 @@ impl Parser<'_> {
                 Some(d.clone())
             }
             Some(_) => {
-                return Err(NgsiError::bad_data(format!(
-                    "datasetId of {term} must be a URI string"
-                )));
+                return Err(NgsiError::bad_data(format!("datasetId of {term} must be a URI string")));
             }
         };
         let payload = match obj.get(key) {
             Some(p) if allow_null && is_ngsi_null(p) => return Ok(AttrInput::Delete(dataset_id)),
             Some(Value::Null) | None => {
-                return Err(NgsiError::bad_data(format!(
-                    "{} {term} has no \"{key}\"",
-                    kind.name()
-                )));
+                return Err(NgsiError::bad_data(format!("{} {term} has no \"{key}\"", kind.name())));
             }
             Some(p) => self.payload(term, kind, p)?,
         };
@@ -299,15 +248,11 @@ impl Parser<'_> {
             attr.observed_at = Some(check_datetime(o, &format!("observedAt of {term}"))?);
         }
         if let Some(u) = obj.get("unitCode") {
-            let u = u.as_str().ok_or_else(|| {
-                NgsiError::bad_data(format!("unitCode of {term} must be a string"))
-            })?;
+            let u = u.as_str().ok_or_else(|| NgsiError::bad_data(format!("unitCode of {term} must be a string")))?;
             attr.unit_code = Some(u.to_string());
         }
         if let Some(l) = obj.get("lang") {
-            let l = l
-                .as_str()
-                .ok_or_else(|| NgsiError::bad_data(format!("lang of {term} must be a string")))?;
+            let l = l.as_str().ok_or_else(|| NgsiError::bad_data(format!("lang of {term} must be a string")))?;
             attr.lang = Some(l.to_string());
         }
         for (sub_term, sub_raw) in obj {
@@ -315,10 +260,7 @@ impl Parser<'_> {
                 continue;
             }
             if AttrKind::ALL.iter().any(|k| k.value_key() == sub_term) {
-                return Err(NgsiError::bad_data(format!(
-                    "{} {term} cannot have a \"{sub_term}\" member",
-                    kind.name()
-                )));
+                return Err(NgsiError::bad_data(format!("{} {term} cannot have a \"{sub_term}\" member", kind.name())));
             }
             let sub_name = self.name(sub_term, "sub-attribute name")?;
             let list = attr.sub.entry(sub_name).or_default();
@@ -335,12 +277,9 @@ impl Parser<'_> {
     /// form). `None` means the object is itself a GeoJSON geometry.
     fn kind_of(&self, term: &str, obj: &Map<String, Value>) -> Result<Option<AttrKind>> {
         if let Some(t) = obj.get("type") {
-            let name = t.as_str().ok_or_else(|| {
-                NgsiError::bad_data(format!("type of attribute {term} must be a string"))
-            })?;
-            if let Some(kind) =
-                AttrKind::from_name(name).or_else(|| AttrKind::from_name(&self.ctx.expand(name)))
-            {
+            let name =
+                t.as_str().ok_or_else(|| NgsiError::bad_data(format!("type of attribute {term} must be a string")))?;
+            if let Some(kind) = AttrKind::from_name(name).or_else(|| AttrKind::from_name(&self.ctx.expand(name))) {
                 return Ok(Some(kind));
             }
             if is_geometry_type(name) && obj.contains_key("coordinates") {
@@ -350,14 +289,10 @@ impl Parser<'_> {
                 "attribute {term} has type {name:?}, which is not an NGSI-LD attribute type"
             )));
         }
-        let inferred = AttrKind::ALL
-            .into_iter()
-            .filter(|k| *k != AttrKind::GeoProperty)
-            .find(|k| obj.contains_key(k.value_key()));
+        let inferred =
+            AttrKind::ALL.into_iter().filter(|k| *k != AttrKind::GeoProperty).find(|k| obj.contains_key(k.value_key()));
         Ok(Some(match inferred {
-            Some(AttrKind::Property)
-                if obj.get("value").is_some_and(|v| check_geometry(v).is_ok()) =>
-            {
+            Some(AttrKind::Property) if obj.get("value").is_some_and(|v| check_geometry(v).is_ok()) => {
                 AttrKind::GeoProperty
             }
             Some(k) => k,
@@ -379,17 +314,11 @@ impl Parser<'_> {
             }
             AttrKind::Relationship => match p {
                 Value::String(s) if is_uri(s) => Ok(p.clone()),
-                Value::Array(a)
-                    if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) =>
-                {
-                    Ok(p.clone())
-                }
+                Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) => Ok(p.clone()),
                 _ => Err(bad("\"object\" must be a URI or a list of URIs")),
             },
             AttrKind::ListRelationship => {
-                let items = p
-                    .as_array()
-                    .ok_or_else(|| bad("\"objectList\" must be an array"))?;
+                let items = p.as_array().ok_or_else(|| bad("\"objectList\" must be an array"))?;
                 let ids = items
                     .iter()
                     .map(|o| match o {
@@ -408,9 +337,7 @@ impl Parser<'_> {
                 _ => Err(bad("\"valueList\" must be an array")),
             },
             AttrKind::LanguageProperty => {
-                let map = p
-                    .as_object()
-                    .ok_or_else(|| bad("\"languageMap\" must be an object of language tags"))?;
+                let map = p.as_object().ok_or_else(|| bad("\"languageMap\" must be an object of language tags"))?;
                 for (tag, text) in map {
                     let ok = !tag.is_empty()
                         && match text {
@@ -419,9 +346,7 @@ impl Parser<'_> {
                             _ => false,
                         };
                     if !ok {
-                        return Err(bad(&format!(
-                            "language {tag:?} must map to a string or a list of strings"
-                        )));
+                        return Err(bad(&format!("language {tag:?} must map to a string or a list of strings")));
                     }
                 }
                 Ok(p.clone())
@@ -467,8 +392,7 @@ fn is_ngsi_null(p: &Value) -> bool {
 }
 
 fn as_object<'v>(v: &'v Value, what: &str) -> Result<&'v Map<String, Value>> {
-    v.as_object()
-        .ok_or_else(|| NgsiError::bad_data(format!("{what} must be a JSON object")))
+    v.as_object().ok_or_else(|| NgsiError::bad_data(format!("{what} must be a JSON object")))
 }
 
 fn scopes(v: &Value) -> Result<Vec<String>> {
@@ -479,9 +403,7 @@ fn scopes(v: &Value) -> Result<Vec<String>> {
     list.into_iter()
         .map(|s| match s.as_str() {
             Some(s) if s.starts_with('/') && !s.contains(char::is_whitespace) => Ok(s.to_string()),
-            _ => Err(NgsiError::bad_data(format!(
-                "scope {s} is not of the form /a/b"
-            ))),
+            _ => Err(NgsiError::bad_data(format!("scope {s} is not of the form /a/b"))),
         })
         .collect()
 }
@@ -489,19 +411,11 @@ fn scopes(v: &Value) -> Result<Vec<String>> {
 fn is_geometry_type(t: &str) -> bool {
     matches!(
         t,
-        "Point"
-            | "MultiPoint"
-            | "LineString"
-            | "MultiLineString"
-            | "Polygon"
-            | "MultiPolygon"
-            | "GeometryCollection"
+        "Point" | "MultiPoint" | "LineString" | "MultiLineString" | "Polygon" | "MultiPolygon" | "GeometryCollection"
     )
 }
 
 /// Whether an array item looks like an attribute instance (so the array is a multi-attribute).
 fn is_instance_like(v: &Value) -> bool {
-    v.as_object().is_some_and(|o| {
-        o.contains_key("type") || AttrKind::ALL.iter().any(|k| o.contains_key(k.value_key()))
-    })
+    v.as_object().is_some_and(|o| o.contains_key("type") || AttrKind::ALL.iter().any(|k| o.contains_key(k.value_key())))
 }

@@ -48,14 +48,8 @@ pub fn render_entity(e: &Entity, ctx: &ActiveContext, opts: &RenderOptions) -> M
         out.insert("scope".into(), v);
     }
     if opts.sys_attrs && opts.format != Format::KeyValues {
-        out.insert(
-            "createdAt".into(),
-            Value::String(format_micros(e.created_at)),
-        );
-        out.insert(
-            "modifiedAt".into(),
-            Value::String(format_micros(e.modified_at)),
-        );
+        out.insert("createdAt".into(), Value::String(format_micros(e.created_at)));
+        out.insert("modifiedAt".into(), Value::String(format_micros(e.modified_at)));
     }
     for (name, instances) in &e.attrs {
         if opts.attrs.as_ref().is_some_and(|only| !only.contains(name)) || instances.is_empty() {
@@ -71,29 +65,19 @@ pub fn render_types(types: &[String], ctx: &ActiveContext) -> Value {
     if types.len() == 1 {
         Value::String(ctx.compact(&types[0]))
     } else {
-        types
-            .iter()
-            .map(|t| Value::String(ctx.compact(t)))
-            .collect()
+        types.iter().map(|t| Value::String(ctx.compact(t))).collect()
     }
 }
 
 /// Renders all instances of one attribute: one object, or an array for a multi-attribute.
-pub fn render_instances(
-    instances: &[Attribute],
-    ctx: &ActiveContext,
-    opts: &RenderOptions,
-) -> Value {
+pub fn render_instances(instances: &[Attribute], ctx: &ActiveContext, opts: &RenderOptions) -> Value {
     if opts.format == Format::KeyValues {
         return key_value(&instances[0], ctx, opts);
     }
     if instances.len() == 1 {
         render_attribute(&instances[0], ctx, opts)
     } else {
-        instances
-            .iter()
-            .map(|a| render_attribute(a, ctx, opts))
-            .collect()
+        instances.iter().map(|a| render_attribute(a, ctx, opts)).collect()
     }
 }
 
@@ -140,35 +124,18 @@ pub fn render_attribute(a: &Attribute, ctx: &ActiveContext, opts: &RenderOptions
         out.insert("lang".into(), Value::String(l.clone()));
     }
     if opts.sys_attrs {
-        out.insert(
-            "createdAt".into(),
-            Value::String(format_micros(a.created_at)),
-        );
-        out.insert(
-            "modifiedAt".into(),
-            Value::String(format_micros(a.modified_at)),
-        );
+        out.insert("createdAt".into(), Value::String(format_micros(a.created_at)));
+        out.insert("modifiedAt".into(), Value::String(format_micros(a.modified_at)));
     }
     render_sub(&a.sub, ctx, opts, &mut out);
     Value::Object(out)
 }
 
-fn render_sub(
-    sub: &Attrs,
-    ctx: &ActiveContext,
-    opts: &RenderOptions,
-    out: &mut Map<String, Value>,
-) {
-    let sub_opts = RenderOptions {
-        attrs: None,
-        ..opts.clone()
-    };
+fn render_sub(sub: &Attrs, ctx: &ActiveContext, opts: &RenderOptions, out: &mut Map<String, Value>) {
+    let sub_opts = RenderOptions { attrs: None, ..opts.clone() };
     for (name, instances) in sub {
         if !instances.is_empty() {
-            out.insert(
-                ctx.compact(name),
-                render_instances(instances, ctx, &sub_opts),
-            );
+            out.insert(ctx.compact(name), render_instances(instances, ctx, &sub_opts));
         }
     }
 }
@@ -184,13 +151,9 @@ fn key_value(a: &Attribute, ctx: &ActiveContext, opts: &RenderOptions) -> Value 
 fn payload_out(a: &Attribute, ctx: &ActiveContext) -> Value {
     match (a.kind, &a.value) {
         (AttrKind::VocabProperty, Value::String(s)) => Value::String(ctx.compact(s)),
-        (AttrKind::VocabProperty, Value::Array(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map_or_else(|| v.clone(), |s| Value::String(ctx.compact(s)))
-            })
-            .collect(),
+        (AttrKind::VocabProperty, Value::Array(items)) => {
+            items.iter().map(|v| v.as_str().map_or_else(|| v.clone(), |s| Value::String(ctx.compact(s)))).collect()
+        }
         (_, v) => v.clone(),
     }
 }
@@ -200,10 +163,7 @@ fn pick_language(map: &Value, lang: &str) -> (String, Value) {
     let Some(map) = map.as_object() else {
         return (String::new(), Value::Null);
     };
-    let wanted: Vec<&str> = lang
-        .split(',')
-        .map(|l| l.split(';').next().unwrap_or("").trim())
-        .collect();
+    let wanted: Vec<&str> = lang.split(',').map(|l| l.split(';').next().unwrap_or("").trim()).collect();
     for w in &wanted {
         if *w == "*" {
             break;
@@ -212,12 +172,8 @@ fn pick_language(map: &Value, lang: &str) -> (String, Value) {
             return (tag.clone(), v.clone());
         }
         let primary = w.split('-').next().unwrap_or(w);
-        if let Some((tag, v)) = map.iter().find(|(t, _)| {
-            t.split('-')
-                .next()
-                .unwrap_or(t)
-                .eq_ignore_ascii_case(primary)
-        }) {
+        if let Some((tag, v)) = map.iter().find(|(t, _)| t.split('-').next().unwrap_or(t).eq_ignore_ascii_case(primary))
+        {
             return (tag.clone(), v.clone());
         }
     }

@@ -20,19 +20,13 @@ pub fn is_uri(s: &str) -> bool {
     scheme_ok
         && !rest.is_empty()
         && !s.chars().any(|c| {
-            c.is_whitespace()
-                || c.is_control()
-                || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
         })
 }
 
 /// Checks that `id` is a URI, naming `what` in the error.
 pub fn check_uri(id: &str, what: &str) -> Result<()> {
-    if is_uri(id) {
-        Ok(())
-    } else {
-        Err(NgsiError::bad_data(format!("{what} {id:?} is not a URI")))
-    }
+    if is_uri(id) { Ok(()) } else { Err(NgsiError::bad_data(format!("{what} {id:?} is not a URI"))) }
 }
 
 /// Checks an attribute or type name as sent by a client.
@@ -40,22 +34,15 @@ pub fn check_name(name: &str, what: &str) -> Result<()> {
     if name.is_empty() {
         return Err(NgsiError::bad_data(format!("{what} must not be empty")));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control())
-    {
-        return Err(NgsiError::bad_data(format!(
-            "{what} {name:?} contains the forbidden character {c:?}"
-        )));
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control()) {
+        return Err(NgsiError::bad_data(format!("{what} {name:?} contains the forbidden character {c:?}")));
     }
     Ok(())
 }
 
 /// Parses an ISO 8601 / RFC 3339 date-time.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
 }
 
 /// Checks a DateTime member such as `observedAt`.
@@ -75,29 +62,20 @@ pub fn now_micros() -> Micros {
 
 /// Formats system timestamps as ISO 8601 UTC with microseconds.
 pub fn format_micros(t: Micros) -> String {
-    DateTime::<Utc>::from_timestamp_micros(t)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Micros, true)
+    DateTime::<Utc>::from_timestamp_micros(t).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
 /// Checks that `v` is a GeoJSON geometry of a type NGSI-LD supports.
 pub fn check_geometry(v: &Value) -> Result<()> {
     let bad = |why: &str| NgsiError::bad_data(format!("invalid GeoJSON geometry: {why}"));
     let obj = v.as_object().ok_or_else(|| bad("it must be an object"))?;
-    let ty = obj
-        .get("type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("\"type\" is missing"))?;
+    let ty = obj.get("type").and_then(Value::as_str).ok_or_else(|| bad("\"type\" is missing"))?;
     if ty == "GeometryCollection" {
-        let geoms = obj
-            .get("geometries")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("\"geometries\" must be an array"))?;
+        let geoms =
+            obj.get("geometries").and_then(Value::as_array).ok_or_else(|| bad("\"geometries\" must be an array"))?;
         return geoms.iter().try_for_each(check_geometry);
     }
-    let coords = obj
-        .get("coordinates")
-        .ok_or_else(|| bad("\"coordinates\" is missing"))?;
+    let coords = obj.get("coordinates").ok_or_else(|| bad("\"coordinates\" is missing"))?;
     let ok = match ty {
         "Point" => is_position(coords),
         "MultiPoint" => is_list(coords, 0, is_position),
@@ -107,11 +85,7 @@ pub fn check_geometry(v: &Value) -> Result<()> {
         "MultiPolygon" => is_list(coords, 0, is_polygon),
         other => return Err(bad(&format!("unsupported type {other:?}"))),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(bad(&format!("coordinates do not form a valid {ty}")))
-    }
+    if ok { Ok(()) } else { Err(bad(&format!("coordinates do not form a valid {ty}"))) }
 }
 
 fn is_position(v: &Value) -> bool {
@@ -126,8 +100,7 @@ fn is_position(v: &Value) -> bool {
 }
 
 fn is_list(v: &Value, min: usize, item: impl Fn(&Value) -> bool) -> bool {
-    v.as_array()
-        .is_some_and(|a| a.len() >= min && a.iter().all(item))
+    v.as_array().is_some_and(|a| a.len() >= min && a.iter().all(item))
 }
 
 fn is_polygon(v: &Value) -> bool {

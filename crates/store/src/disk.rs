@@ -14,6 +14,8 @@ use crate::StoreError;
 use crate::state::State;
 
 const FORMAT: &[u8] = b"1";
+/// Largest memtable of the entities keyspace.
+const MEMTABLE: u64 = 16 << 20;
 
 pub(crate) struct Disk {
     db: Database,
@@ -23,11 +25,7 @@ pub(crate) struct Disk {
 
 /// One change of a committed group, as written to disk.
 pub(crate) enum Put<'a> {
-    Entity {
-        tenant: &'a str,
-        id: &'a str,
-        entity: Option<&'a Entity>,
-    },
+    Entity { tenant: &'a str, id: &'a str, entity: Option<&'a Entity> },
     Tenant(&'a str),
 }
 
@@ -47,7 +45,8 @@ impl Disk {
             .manual_journal_persist(true)
             .cache_size(cache_bytes)
             .open()?;
-        let entities = db.keyspace("entities", KeyspaceCreateOptions::default)?;
+        // Readers are served from memory, so the engine's own buffers are kept small.
+        let entities = db.keyspace("entities", || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE))?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         match meta.get("format")? {
             None => {
@@ -81,10 +80,9 @@ impl Disk {
                 .iter()
                 .position(|b| *b == 0)
                 .ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
-            let tenant =
-                std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entity: Entity = serde_json::from_slice(&v)
-                .map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
+            let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entity: Entity =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
             let t = state.tenants.entry(tenant.to_string()).or_default();
             t.entities.insert(entity.id.clone(), Arc::new(entity));
         }
@@ -99,23 +97,12 @@ impl Disk {
         let mut batch = self.db.batch();
         for p in puts {
             match p {
-                Put::Entity {
-                    tenant,
-                    id,
-                    entity: Some(e),
-                } => {
-                    let bytes =
-                        serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Put::Entity { tenant, id, entity: Some(e) } => {
+                    let bytes = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     batch.insert(&self.entities, entity_key(tenant, id), bytes);
                 }
-                Put::Entity {
-                    tenant,
-                    id,
-                    entity: None,
-                } => batch.remove(&self.entities, entity_key(tenant, id)),
-                Put::Tenant(name) => {
-                    batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice())
-                }
+                Put::Entity { tenant, id, entity: None } => batch.remove(&self.entities, entity_key(tenant, id)),
+                Put::Tenant(name) => batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice()),
             }
         }
         batch.commit()?;

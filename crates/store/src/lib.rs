@@ -60,10 +60,7 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions {
-            max_group: 4096,
-            cache_bytes: 16 << 20,
-        }
+        StoreOptions { max_group: 4096, cache_bytes: 16 << 20 }
     }
 }
 
@@ -92,21 +89,14 @@ impl Store {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store loaded"
         );
-        let shared = Arc::new(Shared {
-            state: RwLock::new(state),
-            disk,
-        });
+        let shared = Arc::new(Shared { state: RwLock::new(state), disk });
         let (jobs, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("haskap-writer".into())
             .spawn(move || writer::run(writer_shared, rx, options.max_group))
             .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
-        Ok(Store {
-            shared,
-            jobs,
-            writer: Arc::new(Mutex::new(Some(handle))),
-        })
+        Ok(Store { shared, jobs, writer: Arc::new(Mutex::new(Some(handle))) })
     }
 
     /// Runs `f` on the writer inside a transaction and returns its result once the transaction's
@@ -129,14 +119,7 @@ impl Store {
 
     /// The committed entity `id` of `tenant`.
     pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
-        self.shared
-            .state
-            .read()
-            .tenants
-            .get(tenant)?
-            .entities
-            .get(id)
-            .cloned()
+        self.shared.state.read().tenants.get(tenant)?.entities.get(id).cloned()
     }
 
     /// Whether `tenant` exists (has ever been written to).

@@ -32,13 +32,7 @@ impl Txn<'_> {
     pub fn get(&self, tenant: &str, id: &str) -> Option<&Entity> {
         match self.pending.get(&(tenant.to_string(), id.to_string())) {
             Some(v) => v.as_deref(),
-            None => self
-                .state
-                .tenants
-                .get(tenant)?
-                .entities
-                .get(id)
-                .map(|e| &**e),
+            None => self.state.tenants.get(tenant)?.entities.get(id).map(|e| &**e),
         }
     }
 
@@ -49,12 +43,10 @@ impl Txn<'_> {
             Change::Put(e) => Some(Arc::new(e)),
             Change::Delete => None,
         };
-        if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant)
-        {
+        if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
             self.new_tenants.push(tenant.to_string());
         }
-        self.pending
-            .insert((tenant.to_string(), id.to_string()), value);
+        self.pending.insert((tenant.to_string(), id.to_string()), value);
     }
 }
 
@@ -70,25 +62,12 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             }
         }
         let guard = shared.state.read();
-        let mut txn = Txn {
-            state: &guard,
-            pending: HashMap::new(),
-            new_tenants: Vec::new(),
-            stop: false,
-        };
+        let mut txn = Txn { state: &guard, pending: HashMap::new(), new_tenants: Vec::new(), stop: false };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn {
-            pending,
-            new_tenants,
-            ..
-        } = txn;
+        let Txn { pending, new_tenants, .. } = txn;
         let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
-        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
-            tenant,
-            id,
-            entity: e.as_deref(),
-        }));
+        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity { tenant, id, entity: e.as_deref() }));
         let committed = shared.disk.commit(&puts);
         drop(puts);
         drop(guard);

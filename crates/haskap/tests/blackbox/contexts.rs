@@ -40,26 +40,14 @@ async fn remote_context_expands_and_compacts() {
     let s = Server::start().await;
     let ctx = serve_context(json!({"@context": {"city": "https://tomakomai.example/ns#", "Shelter": "city:Shelter", "capacity": "city:capacity"}}).to_string()).await;
     let entity = json!({"id": "urn:ngsi-ld:Shelter:ctx", "type": "Shelter", "capacity": 100});
-    let r = s
-        .call("POST", "/entities", Some(&entity), &[("Link", &link(&ctx))])
-        .await;
+    let r = s.call("POST", "/entities", Some(&entity), &[("Link", &link(&ctx))]).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let with = s
-        .call(
-            "GET",
-            "/entities/urn:ngsi-ld:Shelter:ctx",
-            None,
-            &[("Link", &link(&ctx))],
-        )
-        .await;
+    let with = s.call("GET", "/entities/urn:ngsi-ld:Shelter:ctx", None, &[("Link", &link(&ctx))]).await;
     assert_eq!(with.json()["capacity"]["value"], 100);
     assert_eq!(with.header("link").unwrap(), link(&ctx));
     let without = s.get("/entities/urn:ngsi-ld:Shelter:ctx").await.json();
     assert_eq!(without["type"], "https://tomakomai.example/ns#Shelter");
-    assert_eq!(
-        without["https://tomakomai.example/ns#capacity"]["value"],
-        100
-    );
+    assert_eq!(without["https://tomakomai.example/ns#capacity"]["value"], 100);
     // Inline in an ld+json body.
     let ld = json!({"id": "urn:ngsi-ld:Shelter:ld", "type": "Shelter", "@context": [ctx]});
     let r = s
@@ -71,15 +59,7 @@ async fn remote_context_expands_and_compacts() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let q = s
-        .call(
-            "GET",
-            "/entities?type=https://tomakomai.example/ns%23Shelter",
-            None,
-            &[],
-        )
-        .await
-        .json();
+    let q = s.call("GET", "/entities?type=https://tomakomai.example/ns%23Shelter", None, &[]).await.json();
     assert_eq!(q.as_array().unwrap().len(), 2);
     // The document is cached and listed.
     let list = s.get("/jsonldContexts?kind=Cached").await.json();
@@ -90,9 +70,7 @@ async fn remote_context_expands_and_compacts() {
             .json()
             .as_array()
             .unwrap()
-            .contains(&json!(
-                "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"
-            ))
+            .contains(&json!("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"))
     );
 }
 
@@ -101,14 +79,7 @@ async fn unreachable_context_fails_fast() {
     let s = Server::start().await;
     let dead = format!("http://127.0.0.1:{}/nothing.jsonld", free_port());
     let started = Instant::now();
-    let r = s
-        .call(
-            "POST",
-            "/entities",
-            Some(&json!({"id": "urn:x:1", "type": "T"})),
-            &[("Link", &link(&dead))],
-        )
-        .await;
+    let r = s.call("POST", "/entities", Some(&json!({"id": "urn:x:1", "type": "T"})), &[("Link", &link(&dead))]).await;
     r.assert_problem(503, "LdContextNotAvailable");
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(s.get("/entities/urn:x:1").await.status, 404);
@@ -119,55 +90,27 @@ async fn builtin_datamodels_context_works_offline() {
     let s = Server::start().await;
     let jp = "https://datamodels.jp/context/disaster/v1.jsonld";
     let site = json!({"id": "urn:ngsi-ld:EvacuationSite:012131-1", "type": "EvacuationSite", "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [141.6, 42.63]}}});
-    let r = s
-        .call("POST", "/entities", Some(&site), &[("Link", &link(jp))])
-        .await;
+    let r = s.call("POST", "/entities", Some(&site), &[("Link", &link(jp))]).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let e = s
-        .get("/entities/urn:ngsi-ld:EvacuationSite:012131-1")
-        .await
-        .json();
-    assert_eq!(
-        e["type"],
-        "https://datamodels.jp/ns/disaster/EvacuationSite"
-    );
+    let e = s.get("/entities/urn:ngsi-ld:EvacuationSite:012131-1").await.json();
+    assert_eq!(e["type"], "https://datamodels.jp/ns/disaster/EvacuationSite");
 }
 
 #[tokio::test]
 async fn hosted_contexts() {
     let s = Server::start().await;
-    let r = s
-        .post(
-            "/jsonldContexts",
-            &json!({"@context": {"park": "https://tomakomai.example/park#"}}),
-        )
-        .await;
+    let r = s.post("/jsonldContexts", &json!({"@context": {"park": "https://tomakomai.example/park#"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let url = r.header("location").unwrap();
     let id = url.rsplit('/').next().unwrap().to_string();
     let doc = s.get(&format!("/jsonldContexts/{id}")).await.json();
     assert_eq!(doc["@context"]["park"], "https://tomakomai.example/park#");
-    let details = s
-        .get(&format!("/jsonldContexts/{id}?details=true"))
-        .await
-        .json();
+    let details = s.get(&format!("/jsonldContexts/{id}?details=true")).await.json();
     assert_eq!(details["kind"], "Hosted");
     let e = json!({"id": "urn:x:p", "type": "park:Park"});
-    assert_eq!(
-        s.call("POST", "/entities", Some(&e), &[("Link", &link(&url))])
-            .await
-            .status,
-        201
-    );
-    assert_eq!(
-        s.call("DELETE", &format!("/jsonldContexts/{id}"), None, &[])
-            .await
-            .status,
-        204
-    );
+    assert_eq!(s.call("POST", "/entities", Some(&e), &[("Link", &link(&url))]).await.status, 201);
+    assert_eq!(s.call("DELETE", &format!("/jsonldContexts/{id}"), None, &[]).await.status, 204);
     assert_eq!(s.get(&format!("/jsonldContexts/{id}")).await.status, 404);
     let core = "https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.8.jsonld";
-    s.call("DELETE", &format!("/jsonldContexts/{core}"), None, &[])
-        .await
-        .assert_problem(400, "BadRequestData");
+    s.call("DELETE", &format!("/jsonldContexts/{core}"), None, &[]).await.assert_problem(400, "BadRequestData");
 }

@@ -51,11 +51,7 @@ async fn kill_9_loses_no_acknowledged_write() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 100,
-        "only {} writes acknowledged before the kill",
-        acked.len()
-    );
+    assert!(acked.len() > 100, "only {} writes acknowledged before the kill", acked.len());
 
     let port = s.base.rsplit(':').next().unwrap().parse().unwrap();
     s.child = spawn(s.dir.path(), port, &[]);
@@ -69,14 +65,8 @@ async fn kill_9_loses_no_acknowledged_write() {
         }
     }
     // Nothing that was not acknowledged is half there either: every stored Sensor is whole.
-    let all = s
-        .get("/entities?type=Sensor&limit=1000&options=keyValues")
-        .await
-        .json();
+    let all = s.get("/entities?type=Sensor&limit=1000&options=keyValues").await.json();
     for e in all.as_array().unwrap() {
-        assert!(
-            ["a", "b", "c", "d"].iter().all(|k| e[*k] == e["a"]),
-            "torn entity {e}"
-        );
+        assert!(["a", "b", "c", "d"].iter().all(|k| e[*k] == e["a"]), "torn entity {e}");
     }
 }

@@ -16,11 +16,7 @@ pub struct Server {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Server {
@@ -32,12 +28,7 @@ impl Server {
     pub async fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Server {
         let port = free_port();
         let child = spawn(dir.path(), port, extra);
-        let server = Server {
-            base: format!("http://127.0.0.1:{port}"),
-            child,
-            dir,
-            client: reqwest::Client::new(),
-        };
+        let server = Server { base: format!("http://127.0.0.1:{port}"), child, dir, client: reqwest::Client::new() };
         server.wait_ready().await;
         server
     }
@@ -45,11 +36,7 @@ impl Server {
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/health", self.base))
-                .send()
-                .await
+            if let Ok(r) = self.client.get(format!("{}/health", self.base)).send().await
                 && r.status() == 200
             {
                 return;
@@ -64,18 +51,10 @@ impl Server {
     }
 
     /// Sends a request with an optional JSON body (Content-Type application/json) and headers.
-    pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&Value>,
-        headers: &[(&str, &str)],
-    ) -> Resp {
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Resp {
         let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(b) = body {
-            rb = rb
-                .header("Content-Type", "application/json")
-                .body(b.to_string());
+            rb = rb.header("Content-Type", "application/json").body(b.to_string());
         }
         for (k, v) in headers {
             rb = rb.header(*k, *v);
@@ -131,30 +110,19 @@ impl Resp {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await.unwrap();
-        Resp {
-            status,
-            headers,
-            text,
-        }
+        Resp { status, headers, text }
     }
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap().to_string())
+        self.headers.get(name).map(|v| v.to_str().unwrap().to_string())
     }
     /// Asserts a ProblemDetails of `status` and error type `kind` (the last URI segment).
     pub fn assert_problem(&self, status: u16, kind: &str) {
         assert_eq!(self.status, status, "body: {}", self.text);
         let body = self.json();
-        assert_eq!(
-            body["type"],
-            format!("https://uri.etsi.org/ngsi-ld/errors/{kind}"),
-            "body: {}",
-            self.text
-        );
+        assert_eq!(body["type"], format!("https://uri.etsi.org/ngsi-ld/errors/{kind}"), "body: {}", self.text);
         assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
         assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()));
     }
