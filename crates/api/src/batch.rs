@@ -112,6 +112,7 @@ async fn run(
                 };
                 let id = p.id.clone();
                 let cur = txn.get(&tenant, &id);
+                let cur = cur.as_deref();
                 // (change, created, a per-entity error to report although the change applies)
                 let res: Result<(ops::Change, bool, Option<NgsiError>), NgsiError> = match p.input {
                     Input::Delete => ops::delete(cur, &id).map(|c| (c, false, None)),

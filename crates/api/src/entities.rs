@@ -206,7 +206,7 @@ where
         .app
         .store
         .write(move |txn| {
-            let (change, out) = op(txn.get(&tenant, &id))?;
+            let (change, out) = op(txn.get(&tenant, &id).as_deref())?;
             txn.apply(&tenant, &id, change);
             Ok::<T, NgsiError>(out)
         })

@@ -75,10 +75,10 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         };
         let mut total = 0usize;
         let mut page = Vec::new();
-        let mut visit = |e: &std::sync::Arc<haskap_model::Entity>| {
-            if matches(e) {
+        let mut visit = |e: std::sync::Arc<haskap_model::Entity>| {
+            if matches(&e) {
                 if total >= offset && page.len() < limit {
-                    page.push(e.clone());
+                    page.push(e);
                 }
                 total += 1;
             }
@@ -88,9 +88,9 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
                 let mut sorted: Vec<&String> = ids.iter().collect();
                 sorted.sort();
                 sorted.dedup();
-                sorted.into_iter().filter_map(|id| t.entities.get(id)).for_each(&mut visit);
+                sorted.into_iter().filter_map(|id| t.get(id)).for_each(&mut visit);
             }
-            None => t.entities.values().for_each(&mut visit),
+            None => t.iter().map(std::sync::Arc::new).for_each(&mut visit),
         }
         (total, page)
     });

@@ -8,7 +8,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use haskap_model::Entity;
 
 use crate::StoreError;
 use crate::state::State;
@@ -25,7 +24,7 @@ pub(crate) struct Disk {
 
 /// One change of a committed group, as written to disk.
 pub(crate) enum Put<'a> {
-    Entity { tenant: &'a str, id: &'a str, entity: Option<&'a Entity> },
+    Entity { tenant: &'a str, id: &'a str, bytes: Option<&'a [u8]> },
     Tenant(&'a str),
 }
 
@@ -41,10 +40,7 @@ impl Disk {
     pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<Disk, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Engine(format!("cannot create {}: {e}", dir.display())))?;
-        let db = Database::builder(dir.join("engine"))
-            .manual_journal_persist(true)
-            .cache_size(cache_bytes)
-            .open()?;
+        let db = Database::builder(dir.join("engine")).manual_journal_persist(true).cache_size(cache_bytes).open()?;
         // Readers are served from memory, so the engine's own buffers are kept small.
         let entities = db.keyspace("entities", || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE))?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
@@ -81,10 +77,9 @@ impl Disk {
                 .position(|b| *b == 0)
                 .ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
             let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entity: Entity =
-                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))?;
+            let id = std::str::from_utf8(&k[split + 1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let t = state.tenants.entry(tenant.to_string()).or_default();
-            t.entities.insert(entity.id.clone(), Arc::new(entity));
+            t.entities.insert(id.to_string(), Arc::from(&*v));
         }
         Ok(state)
     }
@@ -97,11 +92,8 @@ impl Disk {
         let mut batch = self.db.batch();
         for p in puts {
             match p {
-                Put::Entity { tenant, id, entity: Some(e) } => {
-                    let bytes = serde_json::to_vec(e).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    batch.insert(&self.entities, entity_key(tenant, id), bytes);
-                }
-                Put::Entity { tenant, id, entity: None } => batch.remove(&self.entities, entity_key(tenant, id)),
+                Put::Entity { tenant, id, bytes: Some(b) } => batch.insert(&self.entities, entity_key(tenant, id), *b),
+                Put::Entity { tenant, id, bytes: None } => batch.remove(&self.entities, entity_key(tenant, id)),
                 Put::Tenant(name) => batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice()),
             }
         }

@@ -7,8 +7,8 @@
 //! publishes the new state to readers and only then answers the callers. Thirty-two concurrent
 //! writers cost one fsync, and readers never wait for the disk and never see uncommitted data.
 //!
-//! Reads are served from memory: every entity of every tenant is held decoded, so a retrieve is a
-//! map lookup. At start-up the state is loaded from fjall, whose journal recovery guarantees that
+//! Reads are served from memory: every entity of every tenant is held in its compact encoded form,
+//! so a retrieve is a map lookup and a decode. At start-up the state is loaded from fjall, whose journal recovery guarantees that
 //! what was acknowledged is there and that no batch is half-applied.
 //!
 //! Invariant: the store never sees an @context or HTTP; entities arrive expanded.
@@ -17,7 +17,7 @@ mod disk;
 mod state;
 mod writer;
 
-pub use state::{State, Tenant};
+pub use state::{Encoded, State, Tenant, decode, encode};
 pub use writer::Txn;
 
 use std::path::Path;
@@ -119,7 +119,7 @@ impl Store {
 
     /// The committed entity `id` of `tenant`.
     pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
-        self.shared.state.read().tenants.get(tenant)?.entities.get(id).cloned()
+        self.shared.state.read().tenants.get(tenant)?.get(id)
     }
 
     /// Whether `tenant` exists (has ever been written to).

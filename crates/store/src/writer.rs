@@ -9,7 +9,7 @@ use haskap_model::Entity;
 use haskap_model::ops::Change;
 
 use crate::disk::Put;
-use crate::state::State;
+use crate::state::{Encoded, State, encode};
 use crate::{Shared, StoreError};
 
 /// Called once the group is committed (or failed), to answer the request.
@@ -21,7 +21,9 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Finish + Send>;
 pub struct Txn<'a> {
     state: &'a State,
     /// Entity versions written by this group: `None` is a deletion.
-    pending: HashMap<(String, String), Option<Arc<Entity>>>,
+    pending: HashMap<(String, String), Option<(Arc<Entity>, Encoded)>>,
+    /// The first encoding failure of the group, which fails the whole group.
+    failed: Option<StoreError>,
     /// Tenants created by this group, in order.
     new_tenants: Vec<String>,
     pub(crate) stop: bool,
@@ -29,10 +31,10 @@ pub struct Txn<'a> {
 
 impl Txn<'_> {
     /// The entity as this transaction sees it.
-    pub fn get(&self, tenant: &str, id: &str) -> Option<&Entity> {
+    pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
         match self.pending.get(&(tenant.to_string(), id.to_string())) {
-            Some(v) => v.as_deref(),
-            None => self.state.tenants.get(tenant)?.entities.get(id).map(|e| &**e),
+            Some(v) => v.as_ref().map(|(e, _)| e.clone()),
+            None => self.state.tenants.get(tenant)?.get(id),
         }
     }
 
@@ -40,7 +42,13 @@ impl Txn<'_> {
     pub fn apply(&mut self, tenant: &str, id: &str, change: Change) {
         let value = match change {
             Change::Unchanged => return,
-            Change::Put(e) => Some(Arc::new(e)),
+            Change::Put(e) => match encode(&e) {
+                Ok(bytes) => Some((Arc::new(e), bytes)),
+                Err(err) => {
+                    self.failed.get_or_insert(err);
+                    return;
+                }
+            },
             Change::Delete => None,
         };
         if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
@@ -62,13 +70,21 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             }
         }
         let guard = shared.state.read();
-        let mut txn = Txn { state: &guard, pending: HashMap::new(), new_tenants: Vec::new(), stop: false };
+        let mut txn =
+            Txn { state: &guard, pending: HashMap::new(), failed: None, new_tenants: Vec::new(), stop: false };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn { pending, new_tenants, .. } = txn;
+        let Txn { pending, new_tenants, failed, .. } = txn;
         let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
-        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity { tenant, id, entity: e.as_deref() }));
-        let committed = shared.disk.commit(&puts);
+        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
+            tenant,
+            id,
+            bytes: e.as_ref().map(|(_, b)| &**b),
+        }));
+        let committed = match failed {
+            Some(e) => Err(e),
+            None => shared.disk.commit(&puts),
+        };
         drop(puts);
         drop(guard);
         if let Err(e) = &committed {
@@ -81,8 +97,8 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             for ((tenant, id), e) in pending {
                 let t = state.tenants.entry(tenant).or_default();
                 match e {
-                    Some(e) => {
-                        t.entities.insert(id, e);
+                    Some((_, bytes)) => {
+                        t.entities.insert(id, bytes);
                     }
                     None => {
                         t.entities.remove(&id);
