@@ -31,8 +31,11 @@ local function fresh_id()
   return prefix .. "new-" .. os.time() .. "-" .. thread_id .. "-" .. counter
 end
 
+-- The template split once around {{id}}, so that building a body is a concatenation.
+local before_id, after_id = template:match("^(.-){{id}}(.*)$")
+
 local function with_id(id)
-  return (template:gsub("{{id}}", id))
+  return before_id .. id .. after_id
 end
 
 function request()

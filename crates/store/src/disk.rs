@@ -1,7 +1,7 @@
 //! The on-disk side: fjall keyspaces and the encoding of keys and values.
 //!
-//! Layout (format version 1): keyspace `entities` maps `tenant 0x00 id` to the entity as JSON
-//! (the canonical form of `haskap_model::Entity`); keyspace `meta` holds `format`, `tenant/NAME`
+//! Layout (format version 2): keyspace `entities` maps `tenant 0x00 id` to the entity encoded as
+//! MessagePack (the canonical form of `haskap_model::Entity`, see `state::encode`); keyspace `meta` holds `format`, `tenant/NAME`
 //! markers and other small records such as cached @contexts.
 
 use std::path::Path;
@@ -12,7 +12,7 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::StoreError;
 use crate::state::State;
 
-const FORMAT: &[u8] = b"1";
+const FORMAT: &[u8] = b"2";
 /// Largest memtable of the entities keyspace.
 const MEMTABLE: u64 = 16 << 20;
 

@@ -1,6 +1,6 @@
 //! The committed state readers see: every tenant's entities, in memory.
 //!
-//! Entities are kept encoded (the same bytes as on disk, about 1.4 KB for a typical entity)
+//! Entities are kept encoded (the same bytes as on disk, about 1.2 KB for a typical entity)
 //! rather than as a tree of structs (about 9 KB for the same entity): a million entities fit in a
 //! couple of GB. Readers decode what they return.
 
@@ -47,14 +47,15 @@ impl Tenant {
     }
 }
 
-/// Encodes an entity for memory and disk.
+/// Encodes an entity for memory and disk: MessagePack with field names (smaller and faster to
+/// write and read than JSON, and self-describing so that JSON values inside round-trip).
 pub fn encode(e: &Entity) -> Result<Encoded, StoreError> {
-    serde_json::to_vec(e).map(Into::into).map_err(|err| StoreError::Corrupt(err.to_string()))
+    rmp_serde::to_vec_named(e).map(Into::into).map_err(|err| StoreError::Corrupt(err.to_string()))
 }
 
 /// Decodes an entity; a failure means stored data is corrupt.
 pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    rmp_serde::from_slice(bytes).map_err(|e| {
         tracing::error!(error = %e, "undecodable entity record");
         StoreError::Corrupt(format!("entity record: {e}"))
     })
