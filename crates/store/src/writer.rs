@@ -17,11 +17,15 @@ pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A request's work inside the writer.
 pub(crate) type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Finish + Send>;
 
+/// A new version of an entity: decoded for later operations of the group, encoded for disk and
+/// readers.
+type Version = (Arc<Entity>, Encoded);
+
 /// A transaction: the committed state plus the changes of the group so far.
 pub struct Txn<'a> {
     state: &'a State,
     /// Entity versions written by this group: `None` is a deletion.
-    pending: HashMap<(String, String), Option<(Arc<Entity>, Encoded)>>,
+    pending: HashMap<(String, String), Option<Version>>,
     /// The first encoding failure of the group, which fails the whole group.
     failed: Option<StoreError>,
     /// Tenants created by this group, in order.
