@@ -158,3 +158,81 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use haskap_model::ops::Change;
+    use std::collections::BTreeMap;
+
+    fn entity(id: &str, n: i64) -> Entity {
+        Entity {
+            id: id.into(),
+            types: vec!["urn:T".into()],
+            scope: None,
+            created_at: n,
+            modified_at: n,
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    async fn put(store: &Store, tenant: &'static str, e: Entity) {
+        store.write(move |txn| txn.apply(tenant, &e.id.clone(), Change::Put(e))).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn writes_are_visible_durable_and_tenant_scoped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            put(&store, "", entity("urn:a", 1)).await;
+            put(&store, "shiraoi", entity("urn:b", 2)).await;
+            assert_eq!(store.get("", "urn:a").unwrap().created_at, 1);
+            assert!(store.get("", "urn:b").is_none());
+            assert!(store.tenant_exists("shiraoi"));
+            assert!(!store.tenant_exists("atsuma"));
+            store.write(|txn| txn.apply("", "urn:a", Change::Delete)).await.unwrap();
+            store.shutdown();
+        }
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.get("", "urn:a").is_none());
+        assert_eq!(store.get("shiraoi", "urn:b").unwrap().created_at, 2);
+        assert!(store.tenant_exists("shiraoi"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_share_groups_and_see_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let s = store.clone();
+                tokio::spawn(async move { put(&s, "", entity(&format!("urn:e:{i}"), i)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(store.read(|s| s.entity_count()), 64);
+        // Within one transaction, a later operation sees an earlier one's change.
+        let seen = store
+            .write(|txn| {
+                txn.apply("", "urn:x", Change::Put(entity("urn:x", 7)));
+                txn.get("", "urn:x").map(|e| e.created_at)
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, Some(7));
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let disk = disk::Disk::open(dir.path(), 1 << 20).unwrap();
+            disk.put_meta("format", b"999").unwrap();
+        }
+        let err = Store::open(dir.path(), StoreOptions::default()).err().unwrap();
+        assert!(err.to_string().contains("999"), "{err}");
+    }
+}
