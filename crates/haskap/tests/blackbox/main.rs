@@ -8,5 +8,6 @@ mod contexts;
 mod crash;
 mod entities;
 mod errors;
+mod lifecycle;
 mod tenants;
 mod util;
