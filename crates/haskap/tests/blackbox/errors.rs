@@ -84,3 +84,17 @@ async fn limits_are_enforced() {
     s.post("/entities", &deep).await.assert_problem(400, "BadRequestData");
     assert_eq!(s.get("/entities/urn:x:many").await.status, 404);
 }
+
+#[tokio::test]
+async fn endpoints_not_built_yet_still_negotiate() {
+    let s = Server::start().await;
+    // A trailing slash is the same resource (issue 2 regression: POST /subscriptions/ was a 404).
+    for path in ["/subscriptions", "/subscriptions/"] {
+        let r = s.client.post(s.url(path)).header("Content-Type", "application/xml").body("<x/>").send().await.unwrap();
+        assert_eq!(r.status(), 415, "{path}");
+        let r = s.call("POST", path, Some(&json!({"type": "Subscription"})), &[]).await;
+        r.assert_problem(501, "OperationNotSupported");
+    }
+    assert_eq!(s.call("GET", "/temporal/entities", None, &[("Accept", "application/xml")]).await.status, 406);
+    s.get("/types?foo=1").await.assert_problem(400, "InvalidRequest");
+}
