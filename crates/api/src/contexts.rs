@@ -62,21 +62,15 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         }
         (true, Method::POST) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&[])).await?;
-            let doc = req.json().clone();
-            if !doc.get("@context").is_some_and(|c| c.is_object() || c.is_array() || c.is_string()) {
-                return Err(ApiError(NgsiError::bad_data(
-                    "the body must be a JSON-LD document with an @context member",
-                )));
-            }
-            app.contexts.core().extend(doc.get("@context").unwrap_or(&Value::Null), &|_| None).or_else(
-                |e| match e {
-                    haskap_model::jsonld::ContextError::Missing(_) => Ok(Default::default()),
-                    other => Err(ApiError(NgsiError::bad_data(other.to_string()))),
-                },
-            )?;
-            let url = app.contexts.add_hosted(doc)?;
+            let context = match req.json().get("@context") {
+                Some(c @ (Value::Object(_) | Value::Array(_) | Value::String(_))) => c.clone(),
+                _ => {
+                    return Err(ApiError(NgsiError::invalid("the body must be a JSON object with an @context member")));
+                }
+            };
+            let id = app.contexts.add_hosted(context).await?;
             let mut resp = StatusCode::CREATED.into_response();
-            if let Ok(v) = HeaderValue::from_str(&url) {
+            if let Ok(v) = HeaderValue::from_str(&format!("/ngsi-ld/v1/jsonldContexts/{id}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
             }
             Ok(resp)

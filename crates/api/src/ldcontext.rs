@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use haskap_model::builtin::{BUILTIN_CONTEXTS, CORE_CONTEXT, CORE_CONTEXT_URL};
-use haskap_model::jsonld::{ActiveContext, ContextError};
+use haskap_model::jsonld::{ActiveContext, ContextError, referenced_urls};
 use haskap_model::validate::{format_micros, now_micros};
 use haskap_model::{ErrorKind, NgsiError};
 use haskap_store::Store;
@@ -59,7 +59,9 @@ pub struct Doc {
 pub struct ContextRegistry {
     core: Arc<ActiveContext>,
     docs: RwLock<HashMap<String, Arc<Doc>>>,
-    built: RwLock<HashMap<String, Arc<ActiveContext>>>,
+    /// Built active contexts by request context, with the documents they were built from (whose
+    /// hits every use counts).
+    built: RwLock<HashMap<String, (Arc<ActiveContext>, Vec<Arc<Doc>>)>>,
     client: reqwest::Client,
     store: Store,
     hosted_prefix: String,
@@ -72,9 +74,10 @@ impl ContextRegistry {
         let core_doc: Value = serde_json::from_str(CORE_CONTEXT).map_err(|e| NgsiError::internal(e.to_string()))?;
         let core = ActiveContext::core(&core_doc).map_err(|e| NgsiError::internal(e.to_string()))?;
         let mut docs = HashMap::new();
+        let started = now_micros();
         for (i, (url, text)) in BUILTIN_CONTEXTS.iter().enumerate() {
             let doc: Value = serde_json::from_str(text).map_err(|e| NgsiError::internal(format!("{url}: {e}")))?;
-            docs.insert(url.to_string(), Arc::new(Doc::new(doc, DocKind::Builtin, format!("builtin-{i}"), 0)));
+            docs.insert(url.to_string(), Arc::new(Doc::new(doc, DocKind::Builtin, format!("builtin-{i}"), started)));
         }
         for (key, bytes) in store.scan_meta(META_PREFIX).map_err(|e| NgsiError::internal(e.to_string()))? {
             let Ok(rec) = serde_json::from_slice::<Value>(&bytes) else {
@@ -114,16 +117,18 @@ impl ContextRegistry {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if let Some(c) = self.built.read().get(&key) {
+        if let Some((c, used)) = self.built.read().get(&key) {
+            used.iter().for_each(Doc::hit);
             return Ok(c.clone());
         }
         let mut fetched = 0;
         loop {
+            let used = parking_lot::Mutex::new(Vec::new());
             let attempt = {
                 let docs = self.docs.read();
                 self.core.extend(value, &|url| {
                     docs.get(url).map(|d| {
-                        d.hits.fetch_add(1, Ordering::Relaxed);
+                        used.lock().push(d.clone());
                         d.doc.clone()
                     })
                 })
@@ -131,11 +136,15 @@ impl ContextRegistry {
             match attempt {
                 Ok(ctx) => {
                     let ctx = Arc::new(ctx);
+                    let mut used = used.into_inner();
+                    used.sort_by_key(|d| Arc::as_ptr(d) as usize);
+                    used.dedup_by_key(|d| Arc::as_ptr(d) as usize);
+                    used.iter().for_each(Doc::hit);
                     let mut built = self.built.write();
                     if built.len() >= MAX_BUILT {
                         built.clear();
                     }
-                    built.insert(key, ctx.clone());
+                    built.insert(key, (ctx.clone(), used));
                     return Ok(ctx);
                 }
                 Err(ContextError::Missing(url)) if fetched < 32 => {
@@ -155,6 +164,13 @@ impl ContextRegistry {
     }
 
     async fn fetch(&self, url: &str) -> Result<(), NgsiError> {
+        let doc = self.download(url).await?;
+        self.insert(url.to_string(), doc, DocKind::Cached, next_id())?;
+        Ok(())
+    }
+
+    /// Downloads a context document (with a short timeout), checking it is one.
+    async fn download(&self, url: &str) -> Result<Value, NgsiError> {
         let unavailable = |why: String| {
             NgsiError::new(ErrorKind::LdContextNotAvailable, format!("@context {url} cannot be loaded: {why}"))
         };
@@ -183,8 +199,7 @@ impl ContextRegistry {
             return Err(unavailable("it has no @context member".into()));
         }
         tracing::info!(url, "fetched @context");
-        self.insert(url.to_string(), doc, DocKind::Cached, next_id())?;
-        Ok(())
+        Ok(doc)
     }
 
     fn insert(&self, url: String, doc: Value, kind: DocKind, local_id: String) -> Result<Arc<Doc>, NgsiError> {
@@ -198,12 +213,27 @@ impl ContextRegistry {
         Ok(d)
     }
 
-    /// Hosts a client's context document; returns its URL.
-    pub fn add_hosted(&self, doc: Value) -> Result<String, NgsiError> {
+    /// Hosts a client's context document (`{"@context": ...}`); returns its local id. The remote
+    /// documents it refers to are fetched and cached now, as far as they can be.
+    pub async fn add_hosted(&self, context: Value) -> Result<String, NgsiError> {
+        let mut pending = referenced_urls(&context);
+        let mut seen = 0;
+        while let Some(url) = pending.pop() {
+            seen += 1;
+            if seen > 32 || self.docs.read().contains_key(&url) {
+                continue;
+            }
+            match self.download(&url).await {
+                Ok(doc) => {
+                    pending.extend(referenced_urls(doc.get("@context").unwrap_or(&Value::Null)));
+                    self.insert(url, doc, DocKind::Cached, next_id())?;
+                }
+                Err(e) => tracing::warn!(detail = %e.detail, "a context referred to by a hosted context is not cached"),
+            }
+        }
         let id = next_id();
-        let url = format!("{}{id}", self.hosted_prefix);
-        self.insert(url.clone(), doc, DocKind::Hosted, id)?;
-        Ok(url)
+        self.insert(format!("{}{id}", self.hosted_prefix), json!({"@context": context}), DocKind::Hosted, id.clone())?;
+        Ok(id)
     }
 
     /// Finds a document by URL or local id.
@@ -222,38 +252,43 @@ impl ContextRegistry {
         v
     }
 
-    /// Deletes a hosted or cached document; with `reload`, a cached one is fetched again.
-    pub async fn delete(&self, url: &str, reload: bool) -> Result<(), NgsiError> {
-        let Some((url, doc)) = self.find(url) else {
-            return Err(NgsiError::not_found(format!("no @context {url}")));
+    /// Deletes a hosted or cached document, or (with `reload`) fetches a cached one again. Built-in
+    /// documents cannot be deleted; "reloading" them is a no-op. A failed reload keeps the old copy.
+    pub async fn delete(&self, id: &str, reload: bool) -> Result<(), NgsiError> {
+        let found = self.find(id);
+        if reload {
+            return match found {
+                Some((_, d)) if d.kind == DocKind::Builtin => Ok(()),
+                Some((url, d)) if d.kind == DocKind::Cached => {
+                    let doc = self.download(&url).await?;
+                    self.insert(url, doc, DocKind::Cached, d.local_id.clone())?;
+                    self.built.write().clear();
+                    Ok(())
+                }
+                _ => Err(NgsiError::bad_data(format!("{id} is not a cached @context, so it cannot be reloaded"))),
+            };
+        }
+        let Some((url, doc)) = found else {
+            return Err(NgsiError::not_found(format!("no @context {id}")));
         };
         if doc.kind == DocKind::Builtin {
             return Err(NgsiError::bad_data(format!("{url} is built in and cannot be deleted")));
         }
-        if reload && doc.kind == DocKind::Hosted {
-            return Err(NgsiError::bad_data(format!("{url} is hosted here and cannot be reloaded")));
-        }
         self.docs.write().remove(&url);
         self.built.write().clear();
         self.store.delete_meta(&format!("{META_PREFIX}{url}")).map_err(|e| NgsiError::internal(e.to_string()))?;
-        if reload {
-            self.fetch(&url).await?;
-        }
         Ok(())
     }
 
     /// The details object of a document (jsonldContexts `details=true`).
     pub fn details(url: &str, d: &Doc) -> Value {
-        let mut v = json!({
+        json!({
             "URL": url,
             "localId": d.local_id,
             "kind": d.kind.name(),
+            "createdAt": format_micros(d.created_at),
             "numberOfHits": d.hits.load(Ordering::Relaxed),
-        });
-        if d.kind != DocKind::Builtin {
-            v["createdAt"] = Value::String(format_micros(d.created_at));
-        }
-        v
+        })
     }
 
     /// Whether a URL is the default core context.
@@ -263,6 +298,11 @@ impl ContextRegistry {
 }
 
 impl Doc {
+    /// Counts one use of the document.
+    pub fn hit(self: &Arc<Self>) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn new(doc: Value, kind: DocKind, local_id: String, created_at: i64) -> Self {
         Doc { doc: Arc::new(doc), kind, local_id, created_at, hits: AtomicU64::new(0) }
     }

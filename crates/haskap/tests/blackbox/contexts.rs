@@ -101,16 +101,24 @@ async fn hosted_contexts() {
     let s = Server::start().await;
     let r = s.post("/jsonldContexts", &json!({"@context": {"park": "https://tomakomai.example/park#"}})).await;
     assert_eq!(r.status, 201, "{}", r.text);
-    let url = r.header("location").unwrap();
-    let id = url.rsplit('/').next().unwrap().to_string();
+    let location = r.header("location").unwrap();
+    assert!(location.starts_with("/ngsi-ld/v1/jsonldContexts/"), "{location}");
+    let url = format!("{}{location}", s.base);
+    let id = location.rsplit('/').next().unwrap().to_string();
     let doc = s.get(&format!("/jsonldContexts/{id}")).await.json();
     assert_eq!(doc["@context"]["park"], "https://tomakomai.example/park#");
     let details = s.get(&format!("/jsonldContexts/{id}?details=true")).await.json();
     assert_eq!(details["kind"], "Hosted");
+    assert_eq!(details["URL"], url);
+    assert!(details["createdAt"].is_string());
     let e = json!({"id": "urn:x:p", "type": "park:Park"});
     assert_eq!(s.call("POST", "/entities", Some(&e), &[("Link", &link(&url))]).await.status, 201);
     assert_eq!(s.call("DELETE", &format!("/jsonldContexts/{id}"), None, &[]).await.status, 204);
     assert_eq!(s.get(&format!("/jsonldContexts/{id}")).await.status, 404);
     let core = "https%3A%2F%2Furi.etsi.org%2Fngsi-ld%2Fv1%2Fngsi-ld-core-context-v1.8.jsonld";
     s.call("DELETE", &format!("/jsonldContexts/{core}"), None, &[]).await.assert_problem(400, "BadRequestData");
+    assert_eq!(s.call("DELETE", &format!("/jsonldContexts/{core}?reload=true"), None, &[]).await.status, 204);
+    s.call("DELETE", "/jsonldContexts/nope?reload=true", None, &[]).await.assert_problem(400, "BadRequestData");
+    s.call("DELETE", "/jsonldContexts/nope", None, &[]).await.assert_problem(404, "ResourceNotFound");
+    s.post("/jsonldContexts", &json!({"park": "x"})).await.assert_problem(400, "InvalidRequest");
 }
