@@ -55,13 +55,16 @@ pub struct Doc {
     hits: AtomicU64,
 }
 
+/// A built active context and the documents it was built from.
+type Built = (Arc<ActiveContext>, Vec<Arc<Doc>>);
+
 /// All known @context documents and the active contexts built from them.
 pub struct ContextRegistry {
     core: Arc<ActiveContext>,
     docs: RwLock<HashMap<String, Arc<Doc>>>,
     /// Built active contexts by request context, with the documents they were built from (whose
     /// hits every use counts).
-    built: RwLock<HashMap<String, (Arc<ActiveContext>, Vec<Arc<Doc>>)>>,
+    built: RwLock<HashMap<String, Built>>,
     client: reqwest::Client,
     store: Store,
     hosted_prefix: String,
