@@ -79,12 +79,10 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["details"])).await?;
             let (url, doc) =
                 app.contexts.find(&id).ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
-            if flag(&req, "details")? {
-                return Ok(plain_json(StatusCode::OK, &ContextRegistry::details(&url, &doc)));
-            }
-            let mut resp = plain_json(StatusCode::OK, &doc.doc);
-            resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/ld+json"));
-            Ok(resp)
+            // Report, then count this request as a use.
+            let body = if flag(&req, "details")? { ContextRegistry::details(&url, &doc) } else { (*doc.doc).clone() };
+            doc.hit();
+            Ok(plain_json(StatusCode::OK, &body))
         }
         (false, Method::DELETE) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["reload"])).await?;
