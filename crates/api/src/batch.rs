@@ -54,7 +54,16 @@ async fn run(
     body: Body,
 ) -> ApiResult<Response> {
     if op == "query" {
-        return Err(ApiError::new(ErrorKind::OperationNotSupported, "batch query is not supported yet"));
+        if *method != Method::POST {
+            return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
+        }
+        let spec = Spec {
+            params: &["limit", "offset", "count", "options", "format", "local", "lang", "pick", "omit"],
+            geo: true,
+            body_context: true,
+        };
+        let req = Req::parse(app, method, headers, uri.query(), body, spec).await?;
+        return crate::query::query_post(req);
     }
     if !matches!(op, "create" | "upsert" | "update" | "delete" | "merge") {
         return Err(ApiError(NgsiError::not_found(format!("no batch operation {op:?}"))));

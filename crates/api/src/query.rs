@@ -1,13 +1,16 @@
-//! `GET /entities`: the query of entities by id, type and attributes, with paging and counting,
-//! and the GeoJSON representation of results.
+//! `GET /entities` and `POST /entityOperations/query`: query entities by ids, id pattern, type
+//! expression, attributes, `q` and `scopeQ`, with paging, counting and GeoJSON output.
 //!
-//! This is the simple scan the broker starts with; the indexed query engine (q, geo-queries)
-//! replaces its evaluation without changing its interface.
+//! Results are ordered by entity id, so paging over a collection that does not change never
+//! repeats or skips an entity.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use haskap_model::NgsiError;
 use haskap_model::render::render_entity;
+use haskap_model::{ErrorKind, NgsiError};
+use haskap_query::filter::Filter;
+use haskap_query::q::QueryError;
+use haskap_query::types::TypeExpr;
 use serde_json::{Value, json};
 
 use crate::entities::{entity_geo, pick_omit, render_options};
@@ -15,8 +18,27 @@ use crate::error::{ApiError, ApiResult};
 use crate::request::{Accept, Req};
 use crate::response::ngsi_json;
 
-fn list(req: &Req, name: &str) -> Option<Vec<String>> {
-    req.param(name).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+/// The selection part of a query, as text, from URL parameters or a Query body.
+#[derive(Debug, Default)]
+pub struct Selection {
+    /// Entity ids.
+    pub ids: Option<Vec<String>>,
+    /// A regular expression on ids.
+    pub id_pattern: Option<String>,
+    /// A type expression.
+    pub types: Option<String>,
+    /// Attribute names.
+    pub attrs: Option<Vec<String>>,
+    /// The `q` query.
+    pub q: Option<String>,
+    /// The `scopeQ` query.
+    pub scope_q: Option<String>,
+    /// Whether a geo-query was given.
+    pub geo: bool,
+}
+
+fn list(v: Option<&str>) -> Option<Vec<String>> {
+    v.map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 fn number(req: &Req, name: &str, default: usize) -> ApiResult<usize> {
@@ -28,69 +50,112 @@ fn number(req: &Req, name: &str, default: usize) -> ApiResult<usize> {
     }
 }
 
-/// Query Entities.
-pub fn query_entities(req: Req) -> ApiResult<Response> {
-    for p in ["q", "scopeQ", "georel", "idPattern", "csf"] {
-        if req.param(p).is_some() {
-            return Err(ApiError::new(
-                haskap_model::ErrorKind::OperationNotSupported,
-                format!("the {p} parameter is not supported yet"),
-            ));
-        }
+fn syntax(what: &str, e: QueryError) -> ApiError {
+    ApiError(NgsiError::bad_data(format!("invalid {what}: {e}")))
+}
+
+/// Compiles a selection with the request's context.
+pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
+    if sel.geo {
+        return Err(ApiError::new(ErrorKind::OperationNotSupported, "geo-queries are not supported yet"));
     }
-    let ids = list(&req, "id");
-    let types: Option<Vec<String>> = list(&req, "type").map(|t| t.iter().map(|t| req.ctx.expand(t)).collect());
-    let attrs: Option<Vec<String>> = list(&req, "attrs").map(|a| a.iter().map(|a| req.ctx.expand(a)).collect());
-    if ids.is_none() && types.is_none() && attrs.is_none() {
+    if sel.ids.is_none() && sel.id_pattern.is_none() && sel.types.is_none() && sel.attrs.is_none() && sel.q.is_none() {
         return Err(ApiError(NgsiError::bad_data(
             "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
         )));
     }
-    let limit = number(&req, "limit", req.app.config.default_page)?;
-    let offset = number(&req, "offset", 0)?;
+    let expand = |t: &str| req.ctx.expand(t);
+    let mut f = Filter { ids: sel.ids, ..Default::default() };
+    if let Some(p) = sel.id_pattern {
+        f.id_pattern =
+            Some(regex::Regex::new(&p).map_err(|e| ApiError(NgsiError::bad_data(format!("invalid idPattern: {e}"))))?);
+    }
+    if let Some(t) = sel.types {
+        f.types = Some(TypeExpr::parse(&t).map_err(|e| syntax("type", e))?.expand(&expand));
+    }
+    f.attrs = sel.attrs.map(|a| a.iter().map(|n| expand(n)).collect());
+    if let Some(q) = sel.q {
+        let expr = haskap_query::q::parse(&q).map_err(|e| syntax("q", e))?;
+        f.q = Some(haskap_query::eval::compile(&expr, &q, &expand).map_err(|e| syntax("q", e))?);
+    }
+    if let Some(s) = sel.scope_q {
+        f.scope = Some(TypeExpr::parse(&s).map_err(|e| syntax("scopeQ", e))?);
+    }
+    Ok(f)
+}
+
+/// Query Entities (`GET /entities`).
+pub fn query_entities(req: Req) -> ApiResult<Response> {
+    if req.param("csf").is_some() {
+        return Err(ApiError::new(
+            ErrorKind::OperationNotSupported,
+            "context source filters (csf) are not supported yet",
+        ));
+    }
+    let sel = Selection {
+        ids: list(req.param("id")),
+        id_pattern: req.param("idPattern").map(str::to_string),
+        types: req.param("type").map(str::to_string),
+        attrs: list(req.param("attrs")),
+        q: req.param("q").map(str::to_string),
+        scope_q: req.param("scopeQ").map(str::to_string),
+        geo: req.param("georel").is_some() || req.param("geometry").is_some() || req.param("coordinates").is_some(),
+    };
+    let filter = build_filter(&req, sel)?;
+    run(&req, &filter)
+}
+
+/// Runs a compiled query and renders the page.
+pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
+    let limit = number(req, "limit", req.app.config.default_page)?;
+    let offset = number(req, "offset", 0)?;
     if limit > req.app.config.max_page {
         return Err(ApiError::new(
-            haskap_model::ErrorKind::TooManyResults,
+            ErrorKind::TooManyResults,
             format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
         ));
     }
     let count = match req.param("count") {
         None | Some("false") => false,
         Some("true") => true,
-        Some(v) => {
-            return Err(ApiError(NgsiError::bad_data(format!("count must be true or false, not {v:?}"))));
-        }
+        Some(v) => return Err(ApiError(NgsiError::bad_data(format!("count must be true or false, not {v:?}")))),
     };
-    let opts = render_options(&req, &[])?;
-    if !req.app.store.tenant_exists(&req.tenant) && req.tenant_given {
-        req.require_tenant()?;
+    if limit == 0 && !count {
+        return Err(ApiError(NgsiError::bad_data("limit 0 is only meaningful with count=true")));
     }
-    let matches = |e: &haskap_model::Entity| {
-        types.as_ref().is_none_or(|ts| e.types.iter().any(|t| ts.contains(t)))
-            && attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
-    };
+    let opts = render_options(req, &[])?;
+    req.require_tenant()?;
     let (total, page) = req.app.store.read(|state| {
-        let Some(t) = state.tenants.get(&req.tenant) else {
-            return (0, Vec::new());
-        };
+        let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
         let mut total = 0usize;
         let mut page = Vec::new();
-        let mut visit = |e: std::sync::Arc<haskap_model::Entity>| {
-            if matches(&e) {
+        let mut visit = |e: haskap_model::Entity| {
+            if filter.matches(&e) {
                 if total >= offset && page.len() < limit {
                     page.push(e);
                 }
                 total += 1;
             }
+            count || page.len() < limit
         };
-        match &ids {
+        match &filter.ids {
             Some(ids) => {
                 let mut sorted: Vec<&String> = ids.iter().collect();
                 sorted.sort();
                 sorted.dedup();
-                sorted.into_iter().filter_map(|id| t.get(id)).for_each(&mut visit);
+                for e in sorted.into_iter().filter_map(|id| t.get(id)) {
+                    if !visit(std::sync::Arc::unwrap_or_clone(e)) {
+                        break;
+                    }
+                }
             }
-            None => t.iter().map(std::sync::Arc::new).for_each(&mut visit),
+            None => {
+                for e in t.iter() {
+                    if !visit(e) {
+                        break;
+                    }
+                }
+            }
         }
         (total, page)
     });
@@ -98,19 +163,65 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         .iter()
         .map(|e| {
             let mut m = render_entity(e, &req.ctx, &opts);
-            pick_omit(&req, &mut m);
+            pick_omit(req, &mut m);
             Value::Object(m)
         })
         .collect();
     let mut resp = if req.accept == Accept::GeoJson {
-        geojson_response(&req, items, &entity_geo(&req), false)
+        geojson_response(req, items, &entity_geo(req), false)
     } else {
-        ngsi_json(&req, StatusCode::OK, Value::Array(items))
+        ngsi_json(req, StatusCode::OK, Value::Array(items))
     };
     if count {
         resp.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
     }
     Ok(resp)
+}
+
+/// `POST /entityOperations/query`: the same query, described by a Query body.
+pub fn query_post(req: Req) -> ApiResult<Response> {
+    let body = req.json().as_object().ok_or_else(|| ApiError(NgsiError::invalid("the Query must be a JSON object")))?;
+    if body.get("type").and_then(Value::as_str) != Some("Query") {
+        return Err(ApiError(NgsiError::bad_data("the body must be a Query: \"type\": \"Query\"")));
+    }
+    let mut sel = Selection {
+        attrs: body
+            .get("attrs")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+        q: body.get("q").and_then(Value::as_str).map(str::to_string),
+        scope_q: body.get("scopeQ").and_then(Value::as_str).map(str::to_string),
+        geo: body.get("geoQ").is_some(),
+        ..Default::default()
+    };
+    if let Some(entities) = body.get("entities") {
+        let entities = entities
+            .as_array()
+            .ok_or_else(|| ApiError(NgsiError::bad_data("entities must be an array of EntitySelectors")))?;
+        // One selector: its parts combine; several: any selector may match (approximated by
+        // gathering ids and types, which is exact for the usual single-kind selections).
+        let mut ids = Vec::new();
+        let mut types = Vec::new();
+        for sel_item in entities {
+            if let Some(id) = sel_item.get("id").and_then(Value::as_str) {
+                ids.push(id.to_string());
+            }
+            if let Some(p) = sel_item.get("idPattern").and_then(Value::as_str) {
+                sel.id_pattern = Some(p.to_string());
+            }
+            if let Some(t) = sel_item.get("type").and_then(Value::as_str) {
+                types.push(format!("({t})"));
+            }
+        }
+        if !ids.is_empty() {
+            sel.ids = Some(ids);
+        }
+        if !types.is_empty() {
+            sel.types = Some(types.join("|"));
+        }
+    }
+    let filter = build_filter(&req, sel)?;
+    run(&req, &filter)
 }
 
 /// Renders entities as GeoJSON: a Feature for a single retrieval, else a FeatureCollection.
@@ -133,10 +244,12 @@ pub fn geojson_response(req: &Req, items: Vec<Value>, geo_prop: &str, single: bo
     } else {
         json!({"type": "FeatureCollection", "features": features})
     };
-    if let (Value::Object(m), crate::request::ContextRef::Url(u)) = (&mut body, &req.ctx_ref) {
-        m.insert("@context".into(), Value::String(u.clone()));
-    } else if let Value::Object(m) = &mut body {
-        m.insert("@context".into(), Value::String(haskap_model::builtin::CORE_CONTEXT_URL.into()));
+    let ctx = match &req.ctx_ref {
+        crate::request::ContextRef::Url(u) => u.clone(),
+        _ => haskap_model::builtin::CORE_CONTEXT_URL.to_string(),
+    };
+    if let Value::Object(m) = &mut body {
+        m.insert("@context".into(), Value::String(ctx));
     }
     let mut resp = (StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/geo+json"));

@@ -8,4 +8,6 @@
 //! Invariant: query knows nothing of storage or HTTP.
 
 pub mod eval;
+pub mod filter;
 pub mod q;
+pub mod types;

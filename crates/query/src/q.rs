@@ -312,7 +312,7 @@ impl Parser<'_> {
             }
             end += 1;
         }
-        if end == 0 {
+        if end == 0 || matches!(bytes[0], b'<' | b'>' | b'=' | b'!' | b'~' | b'(' | b'"') {
             return Err(self.err("expected a value"));
         }
         let tok = rest[..end].to_string();
@@ -392,6 +392,7 @@ mod tests {
     #[test]
     fn errors_say_where() {
         check("speed>", "error at 6: expected a value");
+        check("speed>>1", "error at 6: expected a value");
         check("(speed>1", "error at 8: expected )");
         check("speed>1)", "error at 7: unexpected ')'");
         check("", "error at 0: expected an attribute name");

@@ -9,5 +9,6 @@ mod crash;
 mod entities;
 mod errors;
 mod lifecycle;
+mod query;
 mod tenants;
 mod util;
