@@ -27,7 +27,7 @@ pub struct Filter {
 impl Filter {
     /// Whether `e` is selected.
     pub fn matches(&self, e: &Entity) -> bool {
-        self.ids.as_ref().is_none_or(|ids| ids.iter().any(|i| *i == e.id))
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&e.id))
             && self.id_pattern.as_ref().is_none_or(|p| p.is_match(&e.id))
             && self.types.as_ref().is_none_or(|t| t.matches(&e.types))
             && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
