@@ -13,6 +13,9 @@ struct Row {
     scope: &'static str,
 }
 
+/// The independent computation of a query's answer.
+type Predicate = Box<dyn Fn(&Row) -> bool>;
+
 fn rows() -> Vec<Row> {
     let districts = ["east", "central", "west"];
     (0..300)
@@ -61,7 +64,7 @@ fn expect(rows: &[Row], f: impl Fn(&Row) -> bool) -> Vec<String> {
 async fn queries_match_an_independent_computation() {
     let s = Server::start().await;
     let rows = load(&s).await;
-    let cases: Vec<(&str, Box<dyn Fn(&Row) -> bool>)> = vec![
+    let cases: Vec<(&str, Predicate)> = vec![
         ("type=Shelter", Box::new(|r| r.ty == "Shelter")),
         ("type=Shelter,Park", Box::new(|_| true)),
         ("type=Park&q=capacity>250", Box::new(|r| r.ty == "Park" && r.capacity > 250)),
