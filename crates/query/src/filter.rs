@@ -5,6 +5,7 @@ use haskap_model::entity::Entity;
 use regex::Regex;
 
 use crate::eval::Compiled;
+use crate::geo::GeoQuery;
 use crate::types::TypeExpr;
 
 /// A selection of entities. Every part that is set must hold.
@@ -22,6 +23,8 @@ pub struct Filter {
     pub q: Option<Compiled>,
     /// The `scopeQ` query (scope patterns, see [`scope_matches`]).
     pub scope: Option<TypeExpr>,
+    /// The geo-query.
+    pub geo: Option<GeoQuery>,
 }
 
 impl Filter {
@@ -33,6 +36,7 @@ impl Filter {
             && self.attrs.as_ref().is_none_or(|a| a.iter().any(|n| e.attrs.contains_key(n)))
             && self.scope.as_ref().is_none_or(|s| scope_matches(s, e.scope.as_deref().unwrap_or(&[])))
             && self.q.as_ref().is_none_or(|q| q.matches(e))
+            && self.geo.as_ref().is_none_or(|g| g.matches(e))
     }
 
     /// Whether the filter selects anything narrower than "all entities".

@@ -9,5 +9,6 @@
 
 pub mod eval;
 pub mod filter;
+pub mod geo;
 pub mod q;
 pub mod types;
