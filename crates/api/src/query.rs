@@ -6,9 +6,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use geo::Geometry;
 use haskap_model::render::render_entity;
 use haskap_model::{ErrorKind, NgsiError};
 use haskap_query::filter::Filter;
+use haskap_query::geo::{GeoQuery, GeoRel};
 use haskap_query::q::QueryError;
 use haskap_query::types::TypeExpr;
 use serde_json::{Value, json};
@@ -33,8 +35,8 @@ pub struct Selection {
     pub q: Option<String>,
     /// The `scopeQ` query.
     pub scope_q: Option<String>,
-    /// Whether a geo-query was given.
-    pub geo: bool,
+    /// The geo-query: georel, geometry, coordinates (JSON) and geoproperty.
+    pub geo: Option<(String, String, Value, Option<String>)>,
 }
 
 fn list(v: Option<&str>) -> Option<Vec<String>> {
@@ -56,10 +58,13 @@ fn syntax(what: &str, e: QueryError) -> ApiError {
 
 /// Compiles a selection with the request's context.
 pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
-    if sel.geo {
-        return Err(ApiError::new(ErrorKind::OperationNotSupported, "geo-queries are not supported yet"));
-    }
-    if sel.ids.is_none() && sel.id_pattern.is_none() && sel.types.is_none() && sel.attrs.is_none() && sel.q.is_none() {
+    if sel.ids.is_none()
+        && sel.id_pattern.is_none()
+        && sel.types.is_none()
+        && sel.attrs.is_none()
+        && sel.q.is_none()
+        && sel.geo.is_none()
+    {
         return Err(ApiError(NgsiError::bad_data(
             "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
         )));
@@ -81,6 +86,13 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
     if let Some(s) = sel.scope_q {
         f.scope = Some(TypeExpr::parse(&s).map_err(|e| syntax("scopeQ", e))?);
     }
+    if let Some((georel, geometry, coordinates, property)) = sel.geo {
+        let property = expand(property.as_deref().unwrap_or("location"));
+        f.geo = Some(
+            GeoQuery::new(&georel, &geometry, &coordinates, property)
+                .map_err(|e| ApiError(NgsiError::bad_data(format!("invalid geo-query: {e}"))))?,
+        );
+    }
     Ok(f)
 }
 
@@ -99,10 +111,24 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
         attrs: list(req.param("attrs")),
         q: req.param("q").map(str::to_string),
         scope_q: req.param("scopeQ").map(str::to_string),
-        geo: req.param("georel").is_some() || req.param("geometry").is_some() || req.param("coordinates").is_some(),
+        geo: geo_params(&req)?,
     };
     let filter = build_filter(&req, sel)?;
     run(&req, &filter)
+}
+
+/// The geo-query of URL parameters: all of georel, geometry and coordinates, or none.
+fn geo_params(req: &Req) -> ApiResult<Option<(String, String, Value, Option<String>)>> {
+    let (rel, geometry, coords) = (req.param("georel"), req.param("geometry"), req.param("coordinates"));
+    if rel.is_none() && geometry.is_none() && coords.is_none() {
+        return Ok(None);
+    }
+    let (Some(rel), Some(geometry), Some(coords)) = (rel, geometry, coords) else {
+        return Err(ApiError(NgsiError::bad_data("a geo-query needs georel, geometry and coordinates together")));
+    };
+    let coords: Value = serde_json::from_str(coords)
+        .map_err(|e| ApiError(NgsiError::bad_data(format!("coordinates must be a JSON array of numbers: {e}"))))?;
+    Ok(Some((rel.to_string(), geometry.to_string(), coords, req.param("geoproperty").map(str::to_string))))
 }
 
 /// Runs a compiled query and renders the page.
@@ -127,33 +153,35 @@ pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
     req.require_tenant()?;
     let (total, page) = req.app.store.read(|state| {
         let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
+        let (candidates, exact) = t.select(filter);
+        let near = filter.geo.as_ref().filter(|g| matches!(g.rel, GeoRel::Near { .. }));
+        if exact {
+            let page = candidates.iter().skip(offset).take(limit).filter_map(|s| t.entity_at(s)).collect();
+            return (candidates.len() as usize, page);
+        }
+        if let Some(g) = near {
+            // Near: nearest first, so every candidate is measured.
+            let Geometry::Point(p) = g.geometry else { return (0, Vec::new()) };
+            let mut hits: Vec<(f64, haskap_model::Entity)> = candidates
+                .iter()
+                .filter_map(|s| t.entity_at(s))
+                .filter(|e| filter.matches(e))
+                .map(|e| (nearest(&e, &g.property, p), e))
+                .collect();
+            hits.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let total = hits.len();
+            return (total, hits.into_iter().skip(offset).take(limit).map(|(_, e)| e).collect());
+        }
         let mut total = 0usize;
         let mut page = Vec::new();
-        let mut visit = |e: haskap_model::Entity| {
+        for e in candidates.iter().filter_map(|s| t.entity_at(s)) {
             if filter.matches(&e) {
                 if total >= offset && page.len() < limit {
                     page.push(e);
                 }
                 total += 1;
-            }
-            count || page.len() < limit
-        };
-        match &filter.ids {
-            Some(ids) => {
-                let mut sorted: Vec<&String> = ids.iter().collect();
-                sorted.sort();
-                sorted.dedup();
-                for e in sorted.into_iter().filter_map(|id| t.get(id)) {
-                    if !visit(std::sync::Arc::unwrap_or_clone(e)) {
-                        break;
-                    }
-                }
-            }
-            None => {
-                for e in t.iter() {
-                    if !visit(e) {
-                        break;
-                    }
+                if !count && page.len() >= limit {
+                    break;
                 }
             }
         }
@@ -191,9 +219,20 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
         q: body.get("q").and_then(Value::as_str).map(str::to_string),
         scope_q: body.get("scopeQ").and_then(Value::as_str).map(str::to_string),
-        geo: body.get("geoQ").is_some(),
         ..Default::default()
     };
+    if let Some(g) = body.get("geoQ") {
+        let text = |k: &str| g.get(k).and_then(Value::as_str).map(str::to_string);
+        let coords = match g.get("coordinates") {
+            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+            Some(other) => other.clone(),
+            None => Value::Null,
+        };
+        let (Some(rel), Some(geometry)) = (text("georel"), text("geometry")) else {
+            return Err(ApiError(NgsiError::bad_data("geoQ needs georel, geometry and coordinates")));
+        };
+        sel.geo = Some((rel, geometry, coords, text("geoproperty")));
+    }
     if let Some(entities) = body.get("entities") {
         let entities = entities
             .as_array()
@@ -222,6 +261,17 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
     }
     let filter = build_filter(&req, sel)?;
     run(&req, &filter)
+}
+
+/// The distance in metres from `p` to the closest instance of GeoProperty `property` of `e`.
+fn nearest(e: &haskap_model::Entity, property: &str, p: geo::Point<f64>) -> f64 {
+    e.attrs
+        .get(property)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| haskap_query::geo::to_geometry(&a.value).ok())
+        .map(|g| haskap_query::geo::distance_m(&g, p))
+        .fold(f64::INFINITY, f64::min)
 }
 
 /// Renders entities as GeoJSON: a Feature for a single retrieval, else a FeatureCollection.

@@ -98,6 +98,18 @@ fn term(t: &Term, q: &str, expand: &dyn Fn(&str) -> String, attrs: &mut Vec<Stri
 }
 
 impl Compiled {
+    /// An attribute every matching entity must have (for index pre-selection), if there is one.
+    pub fn required_attribute(&self) -> Option<&str> {
+        fn required(n: &Node) -> Option<&str> {
+            match n {
+                Node::Term(t) if !t.absent => Some(&t.attr),
+                Node::And(v) => v.iter().find_map(required),
+                _ => None,
+            }
+        }
+        required(&self.root)
+    }
+
     /// Whether `e` satisfies the query.
     pub fn matches(&self, e: &Entity) -> bool {
         eval(&self.root, e)

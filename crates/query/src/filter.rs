@@ -47,6 +47,13 @@ impl Filter {
             && self.attrs.is_none()
             && self.q.is_none()
             && self.scope.is_none()
+            && self.geo.is_none()
+    }
+
+    /// Whether ids, types and attributes alone decide the selection (so that indexes answer it
+    /// exactly, counts included, without looking at entities).
+    pub fn is_index_exact(&self) -> bool {
+        self.id_pattern.is_none() && self.q.is_none() && self.scope.is_none() && self.geo.is_none()
     }
 }
 

@@ -213,10 +213,10 @@ pub fn to_geometry(v: &Value) -> Result<Geometry<f64>, GeoError> {
     };
     let g = g.ok_or_else(|| bad(&format!("coordinates do not form a {ty}")))?;
     use geo::BoundingRect;
-    if let Some(r) = g.bounding_rect() {
-        if r.min().x < -180.0 || r.max().x > 180.0 || r.min().y < -90.0 || r.max().y > 90.0 {
-            return Err(bad("longitude must be within ±180 and latitude within ±90"));
-        }
+    if let Some(r) = g.bounding_rect()
+        && (r.min().x < -180.0 || r.max().x > 180.0 || r.min().y < -90.0 || r.max().y > 90.0)
+    {
+        return Err(bad("longitude must be within ±180 and latitude within ±90"));
     }
     Ok(g)
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::StoreError;
-use crate::state::State;
+use crate::state::{Keys, State, decode};
 
 const FORMAT: &[u8] = b"2";
 /// Largest memtable of the entities keyspace.
@@ -78,8 +78,9 @@ impl Disk {
                 .ok_or_else(|| StoreError::Corrupt("entity key without tenant".into()))?;
             let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = std::str::from_utf8(&k[split + 1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entity = decode(&v)?;
             let t = state.tenants.entry(tenant.to_string()).or_default();
-            t.entities.insert(id.to_string(), Arc::from(&*v));
+            t.put(id, Arc::from(&*v), &Keys::of(&entity), None);
         }
         Ok(state)
     }

@@ -17,7 +17,7 @@ mod disk;
 mod state;
 mod writer;
 
-pub use state::{Encoded, State, Tenant, decode, encode};
+pub use state::{Encoded, Keys, State, Tenant, decode, encode};
 pub use writer::Txn;
 
 use std::path::Path;

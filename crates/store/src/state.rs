@@ -1,18 +1,32 @@
-//! The committed state readers see: every tenant's entities, in memory.
+//! The committed state readers see: every tenant's entities, in memory, with their indexes.
 //!
 //! Entities are kept encoded (the same bytes as on disk, about 1.2 KB for a typical entity)
 //! rather than as a tree of structs (about 9 KB for the same entity): a million entities fit in a
 //! couple of GB. Readers decode what they return.
+//!
+//! Each entity lives in a numbered slot; indexes are bitmaps of slots (by type, by attribute
+//! present) and an R-tree of GeoProperty bounding boxes. A query intersects them and decodes
+//! only candidates. Slot order (creation order, freed slots reused) is the order of results.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use haskap_model::Entity;
+use haskap_model::entity::AttrKind;
+use haskap_query::filter::Filter;
+use haskap_query::types::TypeExpr;
+use roaring::RoaringBitmap;
+use rstar::primitives::{GeomWithData, Rectangle};
+use rstar::{AABB, RTree};
+use serde_json::Value;
 
 use crate::StoreError;
 
 /// An entity in its encoded form.
 pub type Encoded = Arc<[u8]>;
+
+/// A GeoProperty's bounding box in the R-tree, with its slot.
+type GeoBox = GeomWithData<Rectangle<[f64; 2]>, u32>;
 
 /// All tenants. The default tenant is the empty string.
 #[derive(Default)]
@@ -24,26 +38,238 @@ pub struct State {
 /// One tenant: a separate keyspace no query crosses.
 #[derive(Default)]
 pub struct Tenant {
-    /// Encoded entities by id, ordered by id: the stable order of paging.
-    pub entities: BTreeMap<String, Encoded>,
+    slots: Vec<Option<(Arc<str>, Encoded)>>,
+    free: Vec<u32>,
+    by_id: HashMap<Arc<str>, u32>,
+    by_type: HashMap<String, RoaringBitmap>,
+    by_attr: HashMap<String, RoaringBitmap>,
+    geo: HashMap<String, RTree<GeoBox>>,
+    live: RoaringBitmap,
+}
+
+/// What an entity contributes to the indexes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keys {
+    types: Vec<String>,
+    attrs: Vec<String>,
+    geo: Vec<(String, [f64; 4])>,
+}
+
+impl Keys {
+    /// The index keys of `e`.
+    pub fn of(e: &Entity) -> Keys {
+        let mut geo = Vec::new();
+        for (name, instances) in &e.attrs {
+            for a in instances.iter().filter(|a| a.kind == AttrKind::GeoProperty) {
+                if let Some(b) = bbox(&a.value) {
+                    geo.push((name.clone(), b));
+                }
+            }
+        }
+        Keys { types: e.types.clone(), attrs: e.attrs.keys().cloned().collect(), geo }
+    }
+}
+
+/// The lon/lat bounding box of a GeoJSON geometry.
+fn bbox(geometry: &Value) -> Option<[f64; 4]> {
+    fn walk(v: &Value, b: &mut [f64; 4]) {
+        let Some(a) = v.as_array() else { return };
+        if let (Some(x), Some(y)) = (a.first().and_then(Value::as_f64), a.get(1).and_then(Value::as_f64)) {
+            b[0] = b[0].min(x);
+            b[1] = b[1].min(y);
+            b[2] = b[2].max(x);
+            b[3] = b[3].max(y);
+        } else {
+            a.iter().for_each(|i| walk(i, b));
+        }
+    }
+    let mut b = [f64::INFINITY, f64::INFINITY, f64::NEG_INFINITY, f64::NEG_INFINITY];
+    walk(geometry.get("coordinates")?, &mut b);
+    (b[0] <= b[2]).then_some(b)
+}
+
+fn geo_box(b: [f64; 4], slot: u32) -> GeoBox {
+    GeomWithData::new(Rectangle::from_corners([b[0], b[1]], [b[2], b[3]]), slot)
 }
 
 impl State {
     /// How many entities all tenants hold together.
     pub fn entity_count(&self) -> usize {
-        self.tenants.values().map(|t| t.entities.len()).sum()
+        self.tenants.values().map(|t| t.by_id.len()).sum()
     }
 }
 
 impl Tenant {
-    /// The entity `id`, decoded.
-    pub fn get(&self, id: &str) -> Option<Arc<Entity>> {
-        self.entities.get(id).and_then(|b| decode(b).ok()).map(Arc::new)
+    /// How many entities the tenant holds.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
     }
 
-    /// Every entity in id order, decoded lazily.
+    /// Whether the tenant holds no entity.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The encoded entity `id`.
+    pub fn encoded(&self, id: &str) -> Option<&Encoded> {
+        let slot = *self.by_id.get(id)?;
+        self.slots[slot as usize].as_ref().map(|(_, b)| b)
+    }
+
+    /// The entity `id`, decoded.
+    pub fn get(&self, id: &str) -> Option<Arc<Entity>> {
+        self.encoded(id).and_then(|b| decode(b).ok()).map(Arc::new)
+    }
+
+    /// The entity in `slot`, decoded.
+    pub fn entity_at(&self, slot: u32) -> Option<Entity> {
+        self.slots.get(slot as usize)?.as_ref().and_then(|(_, b)| decode(b).ok())
+    }
+
+    /// Every entity in slot order, decoded lazily.
     pub fn iter(&self) -> impl Iterator<Item = Entity> + '_ {
-        self.entities.values().filter_map(|b| decode(b).ok())
+        self.live.iter().filter_map(|s| self.entity_at(s))
+    }
+
+    /// Type names (expanded) with how many entities have each.
+    pub fn type_counts(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.by_type.iter().map(|(t, b)| (t.as_str(), b.len())).filter(|(_, n)| *n > 0)
+    }
+
+    /// Attribute names (expanded) with how many entities have each.
+    pub fn attr_counts(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.by_attr.iter().map(|(a, b)| (a.as_str(), b.len())).filter(|(_, n)| *n > 0)
+    }
+
+    /// The slots of entities of type `t`.
+    pub fn of_type(&self, t: &str) -> Option<&RoaringBitmap> {
+        self.by_type.get(t)
+    }
+
+    /// The candidates of a query: a superset of its answer, and whether it is exact.
+    pub fn select(&self, f: &Filter) -> (RoaringBitmap, bool) {
+        let mut set = match &f.ids {
+            Some(ids) => ids.iter().filter_map(|id| self.by_id.get(id.as_str()).copied()).collect(),
+            None => self.live.clone(),
+        };
+        if let Some(t) = &f.types {
+            set &= self.types(t);
+        }
+        if let Some(attrs) = &f.attrs {
+            let mut any = RoaringBitmap::new();
+            for a in attrs {
+                if let Some(b) = self.by_attr.get(a) {
+                    any |= b;
+                }
+            }
+            set &= any;
+        }
+        if let Some(q) = &f.q {
+            // Every attribute a query needs in all of its branches must be present.
+            if let Some(required) = q.required_attribute() {
+                set &= self.by_attr.get(required).cloned().unwrap_or_default();
+            }
+        }
+        if let Some(g) = &f.geo {
+            if let Some(e) = g.envelope() {
+                let tree = self.geo.get(&g.property);
+                let env = AABB::from_corners([e[0], e[1]], [e[2], e[3]]);
+                let mut near: RoaringBitmap =
+                    tree.into_iter().flat_map(|t| t.locate_in_envelope_intersecting(&env)).map(|b| b.data).collect();
+                // Boxes straddling the antimeridian: also look on the other side.
+                if e[0] < -180.0 || e[2] > 180.0 {
+                    let shifted =
+                        if e[0] < -180.0 { [e[0] + 360.0, e[2] + 360.0] } else { [e[0] - 360.0, e[2] - 360.0] };
+                    let env = AABB::from_corners([shifted[0], e[1]], [shifted[1], e[3]]);
+                    near.extend(tree.into_iter().flat_map(|t| t.locate_in_envelope_intersecting(&env)).map(|b| b.data));
+                }
+                set &= near;
+            } else {
+                set &= self.by_attr.get(&g.property).cloned().unwrap_or_default();
+            }
+        }
+        (set, f.is_index_exact())
+    }
+
+    fn types(&self, t: &TypeExpr) -> RoaringBitmap {
+        match t {
+            TypeExpr::Is(name) => self.by_type.get(name).cloned().unwrap_or_default(),
+            TypeExpr::And(v) => {
+                let mut it = v.iter().map(|e| self.types(e));
+                let first = it.next().unwrap_or_default();
+                it.fold(first, |acc, b| acc & b)
+            }
+            TypeExpr::Or(v) => v.iter().fold(RoaringBitmap::new(), |acc, e| acc | self.types(e)),
+        }
+    }
+
+    /// Stores `bytes` as entity `id`, moving its index entries from `old` to `new`.
+    pub(crate) fn put(&mut self, id: &str, bytes: Encoded, new: &Keys, old: Option<&Keys>) {
+        let slot = match self.by_id.get(id) {
+            Some(&s) => {
+                if let Some(old) = old {
+                    self.unindex(s, old);
+                }
+                if let Some(e) = self.slots[s as usize].as_mut() {
+                    e.1 = bytes;
+                }
+                s
+            }
+            None => {
+                let key: Arc<str> = Arc::from(id);
+                let s = match self.free.pop() {
+                    Some(s) => {
+                        self.slots[s as usize] = Some((key.clone(), bytes));
+                        s
+                    }
+                    None => {
+                        self.slots.push(Some((key.clone(), bytes)));
+                        (self.slots.len() - 1) as u32
+                    }
+                };
+                self.by_id.insert(key, s);
+                self.live.insert(s);
+                s
+            }
+        };
+        for t in &new.types {
+            self.by_type.entry(t.clone()).or_default().insert(slot);
+        }
+        for a in &new.attrs {
+            self.by_attr.entry(a.clone()).or_default().insert(slot);
+        }
+        for (name, b) in &new.geo {
+            self.geo.entry(name.clone()).or_default().insert(geo_box(*b, slot));
+        }
+    }
+
+    /// Removes entity `id`, whose index entries are `old`.
+    pub(crate) fn remove(&mut self, id: &str, old: Option<&Keys>) {
+        let Some(slot) = self.by_id.remove(id) else { return };
+        if let Some(old) = old {
+            self.unindex(slot, old);
+        }
+        self.slots[slot as usize] = None;
+        self.live.remove(slot);
+        self.free.push(slot);
+    }
+
+    fn unindex(&mut self, slot: u32, old: &Keys) {
+        for t in &old.types {
+            if let Some(b) = self.by_type.get_mut(t) {
+                b.remove(slot);
+            }
+        }
+        for a in &old.attrs {
+            if let Some(b) = self.by_attr.get_mut(a) {
+                b.remove(slot);
+            }
+        }
+        for (name, b) in &old.geo {
+            if let Some(tree) = self.geo.get_mut(name) {
+                tree.remove(&geo_box(*b, slot));
+            }
+        }
     }
 }
 

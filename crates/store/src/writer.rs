@@ -9,7 +9,7 @@ use haskap_model::Entity;
 use haskap_model::ops::Change;
 
 use crate::disk::Put;
-use crate::state::{Encoded, State, encode};
+use crate::state::{Encoded, Keys, State, decode, encode};
 use crate::{Shared, StoreError};
 
 /// Called once the group is committed (or failed), to answer the request.
@@ -26,6 +26,9 @@ pub struct Txn<'a> {
     state: &'a State,
     /// Entity versions written by this group: `None` is a deletion.
     pending: HashMap<(String, String), Option<Version>>,
+    /// The keys of `pending` in the order they were first written, so that entities get slots
+    /// (and thus result order) in the order requests made them.
+    order: Vec<(String, String)>,
     /// The first encoding failure of the group, which fails the whole group.
     failed: Option<StoreError>,
     /// Tenants created by this group, in order.
@@ -58,7 +61,10 @@ impl Txn<'_> {
         if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
             self.new_tenants.push(tenant.to_string());
         }
-        self.pending.insert((tenant.to_string(), id.to_string()), value);
+        let key = (tenant.to_string(), id.to_string());
+        if self.pending.insert(key.clone(), value).is_none() {
+            self.order.push(key);
+        }
     }
 }
 
@@ -74,11 +80,19 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             }
         }
         let guard = shared.state.read();
-        let mut txn =
-            Txn { state: &guard, pending: HashMap::new(), failed: None, new_tenants: Vec::new(), stop: false };
+        let mut txn = Txn {
+            state: &guard,
+            pending: HashMap::new(),
+            order: Vec::new(),
+            failed: None,
+            new_tenants: Vec::new(),
+            stop: false,
+        };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn { pending, new_tenants, failed, .. } = txn;
+        let Txn { mut pending, order, new_tenants, failed, .. } = txn;
+        let pending: Vec<((String, String), Option<Version>)> =
+            order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
         let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
         puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
             tenant,
@@ -89,6 +103,19 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             Some(e) => Err(e),
             None => shared.disk.commit(&puts),
         };
+        // Index keys before (from the committed version) and after, computed outside the lock.
+        let keys: Vec<(Option<Keys>, Option<Keys>)> = pending
+            .iter()
+            .map(|((tenant, id), new)| {
+                let old = guard
+                    .tenants
+                    .get(tenant)
+                    .and_then(|t| t.encoded(id))
+                    .and_then(|b| decode(b).ok())
+                    .map(|e| Keys::of(&e));
+                (old, new.as_ref().map(|(e, _)| Keys::of(e)))
+            })
+            .collect();
         drop(puts);
         drop(guard);
         if let Err(e) = &committed {
@@ -98,15 +125,11 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             for t in new_tenants {
                 state.tenants.entry(t).or_default();
             }
-            for ((tenant, id), e) in pending {
+            for (((tenant, id), e), (old, new)) in pending.into_iter().zip(keys) {
                 let t = state.tenants.entry(tenant).or_default();
-                match e {
-                    Some((_, bytes)) => {
-                        t.entities.insert(id, bytes);
-                    }
-                    None => {
-                        t.entities.remove(&id);
-                    }
+                match (e, new) {
+                    (Some((_, bytes)), Some(new)) => t.put(&id, bytes, &new, old.as_ref()),
+                    _ => t.remove(&id, old.as_ref()),
                 }
             }
         }

@@ -129,3 +129,79 @@ async fn bad_queries_say_where() {
     s.get("/entities?type=Shelter&limit=abc").await.assert_problem(400, "BadRequestData");
     s.get("/entities?type=Shelter&options=fancy").await.assert_problem(400, "BadRequestData");
 }
+
+fn haversine(a: (f64, f64), b: (f64, f64)) -> f64 {
+    let (la1, la2) = (a.1.to_radians(), b.1.to_radians());
+    let dlat = la2 - la1;
+    let dlon = (b.0 - a.0).to_radians();
+    let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+    2.0 * 6_371_008.8 * h.sqrt().asin()
+}
+
+#[tokio::test]
+async fn geo_queries_match_an_independent_computation() {
+    let s = Server::start().await;
+    // A grid of sites around Tomakomai city hall (141.6036, 42.6342), ~200 m apart.
+    let mut sites = Vec::new();
+    for i in 0..20 {
+        for j in 0..20 {
+            let lon = 141.55 + i as f64 * 0.0025;
+            let lat = 42.60 + j as f64 * 0.0018;
+            sites.push((format!("urn:ngsi-ld:EvacuationSite:{i:02}{j:02}"), lon, lat));
+        }
+    }
+    let batch: Vec<Value> = sites
+        .iter()
+        .map(|(id, lon, lat)| json!({"id": id, "type": "EvacuationSite", "location": {"type": "Point", "coordinates": [lon, lat]}}))
+        .collect();
+    assert_eq!(s.post("/entityOperations/create", &json!(batch)).await.status, 201);
+    let hall = (141.6036, 42.6342);
+    for max in [300.0, 1000.0, 2500.0] {
+        let r = s.get(&format!("/entities?type=EvacuationSite&georel=near;maxDistance=={max}&geometry=Point&coordinates=[141.6036,42.6342]&limit=1000&count=true")).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let got: Vec<String> =
+            r.json().as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect();
+        let mut want: Vec<(f64, String)> = sites
+            .iter()
+            .map(|(id, lon, lat)| (haversine(hall, (*lon, *lat)), id.clone()))
+            .filter(|(d, _)| *d <= max)
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // Same set, nearest first (ties may come in any order).
+        let mut a = got.clone();
+        a.sort();
+        let mut b: Vec<String> = want.iter().map(|w| w.1.clone()).collect();
+        b.sort();
+        assert_eq!(a, b, "near {max}");
+        assert_eq!(got.first(), want.first().map(|w| &w.1), "nearest first");
+        assert_eq!(r.header("ngsild-results-count").unwrap(), want.len().to_string());
+    }
+    let poly = "[[[141.5612,42.6109],[141.5788,42.6109],[141.5788,42.6191],[141.5612,42.6191],[141.5612,42.6109]]]";
+    let r = s
+        .get(&format!("/entities?type=EvacuationSite&georel=within&geometry=Polygon&coordinates={poly}&limit=1000"))
+        .await;
+    let got = r.json().as_array().unwrap().len();
+    let want = sites
+        .iter()
+        .filter(|(_, lon, lat)| (141.5612..=141.5788).contains(lon) && (42.6109..=42.6191).contains(lat))
+        .count();
+    assert_eq!(got, want, "within");
+    let geo = s
+        .call(
+            "GET",
+            "/entities?type=EvacuationSite&georel=near;maxDistance==1000&geometry=Point&coordinates=[141.6036,42.6342]",
+            None,
+            &[("Accept", "application/geo+json")],
+        )
+        .await;
+    assert_eq!(geo.header("content-type").unwrap(), "application/geo+json");
+    assert_eq!(geo.json()["type"], "FeatureCollection");
+    assert_eq!(geo.json()["features"][0]["geometry"]["type"], "Point", "{}", geo.text);
+    s.get("/entities?type=EvacuationSite&georel=near&geometry=Point&coordinates=[141.6,42.6]")
+        .await
+        .assert_problem(400, "BadRequestData");
+    s.get("/entities?type=EvacuationSite&georel=within&geometry=Point&coordinates=[141.6")
+        .await
+        .assert_problem(400, "BadRequestData");
+    s.get("/entities?type=EvacuationSite&georel=within").await.assert_problem(400, "BadRequestData");
+}
