@@ -35,8 +35,21 @@ pub struct Selection {
     pub q: Option<String>,
     /// The `scopeQ` query.
     pub scope_q: Option<String>,
-    /// The geo-query: georel, geometry, coordinates (JSON) and geoproperty.
-    pub geo: Option<(String, String, Value, Option<String>)>,
+    /// The geo-query.
+    pub geo: Option<GeoText>,
+}
+
+/// A geo-query as the client wrote it.
+#[derive(Debug)]
+pub struct GeoText {
+    /// `georel`.
+    pub rel: String,
+    /// `geometry`.
+    pub geometry: String,
+    /// `coordinates`, parsed as JSON.
+    pub coordinates: Value,
+    /// `geoproperty`, if given.
+    pub property: Option<String>,
 }
 
 fn list(v: Option<&str>) -> Option<Vec<String>> {
@@ -86,10 +99,10 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
     if let Some(s) = sel.scope_q {
         f.scope = Some(TypeExpr::parse(&s).map_err(|e| syntax("scopeQ", e))?);
     }
-    if let Some((georel, geometry, coordinates, property)) = sel.geo {
-        let property = expand(property.as_deref().unwrap_or("location"));
+    if let Some(g) = sel.geo {
+        let property = expand(g.property.as_deref().unwrap_or("location"));
         f.geo = Some(
-            GeoQuery::new(&georel, &geometry, &coordinates, property)
+            GeoQuery::new(&g.rel, &g.geometry, &g.coordinates, property)
                 .map_err(|e| ApiError(NgsiError::bad_data(format!("invalid geo-query: {e}"))))?,
         );
     }
@@ -118,7 +131,7 @@ pub fn query_entities(req: Req) -> ApiResult<Response> {
 }
 
 /// The geo-query of URL parameters: all of georel, geometry and coordinates, or none.
-fn geo_params(req: &Req) -> ApiResult<Option<(String, String, Value, Option<String>)>> {
+fn geo_params(req: &Req) -> ApiResult<Option<GeoText>> {
     let (rel, geometry, coords) = (req.param("georel"), req.param("geometry"), req.param("coordinates"));
     if rel.is_none() && geometry.is_none() && coords.is_none() {
         return Ok(None);
@@ -128,7 +141,12 @@ fn geo_params(req: &Req) -> ApiResult<Option<(String, String, Value, Option<Stri
     };
     let coords: Value = serde_json::from_str(coords)
         .map_err(|e| ApiError(NgsiError::bad_data(format!("coordinates must be a JSON array of numbers: {e}"))))?;
-    Ok(Some((rel.to_string(), geometry.to_string(), coords, req.param("geoproperty").map(str::to_string))))
+    Ok(Some(GeoText {
+        rel: rel.to_string(),
+        geometry: geometry.to_string(),
+        coordinates: coords,
+        property: req.param("geoproperty").map(str::to_string),
+    }))
 }
 
 /// Runs a compiled query and renders the page.
@@ -231,7 +249,7 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
         let (Some(rel), Some(geometry)) = (text("georel"), text("geometry")) else {
             return Err(ApiError(NgsiError::bad_data("geoQ needs georel, geometry and coordinates")));
         };
-        sel.geo = Some((rel, geometry, coords, text("geoproperty")));
+        sel.geo = Some(GeoText { rel, geometry, coordinates: coords, property: text("geoproperty") });
     }
     if let Some(entities) = body.get("entities") {
         let entities = entities
