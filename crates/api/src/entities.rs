@@ -243,7 +243,7 @@ pub fn render_options(req: &Req, extra_options: &[&str]) -> ApiResult<RenderOpti
             "sysAttrs" => opts.sys_attrs = true,
             other if extra_options.contains(&other) => {}
             other => {
-                return Err(ApiError(NgsiError::bad_data(format!(
+                return Err(ApiError(NgsiError::invalid(format!(
                     "unknown option {other:?}; known are keyValues, concise, normalized, sysAttrs"
                 ))));
             }

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod contexts;
+pub mod discovery;
 pub mod entities;
 pub mod error;
 pub mod ldcontext;
@@ -121,12 +122,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ngsi-ld/v1/csourceSubscriptions", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceSubscriptions/", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceSubscriptions/{*rest}", any(pending::dispatch))
-        .route("/ngsi-ld/v1/types", any(pending::dispatch))
-        .route("/ngsi-ld/v1/types/", any(pending::dispatch))
-        .route("/ngsi-ld/v1/types/{*rest}", any(pending::dispatch))
-        .route("/ngsi-ld/v1/attributes", any(pending::dispatch))
-        .route("/ngsi-ld/v1/attributes/", any(pending::dispatch))
-        .route("/ngsi-ld/v1/attributes/{*rest}", any(pending::dispatch))
+        .route("/ngsi-ld/v1/types", any(discovery::dispatch))
+        .route("/ngsi-ld/v1/types/", any(discovery::dispatch))
+        .route("/ngsi-ld/v1/types/{*rest}", any(discovery::dispatch))
+        .route("/ngsi-ld/v1/attributes", any(discovery::dispatch))
+        .route("/ngsi-ld/v1/attributes/", any(discovery::dispatch))
+        .route("/ngsi-ld/v1/attributes/{*rest}", any(discovery::dispatch))
         .fallback(not_found)
         .layer(middleware::from_fn(finish))
         .with_state(state)

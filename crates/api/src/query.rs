@@ -71,16 +71,25 @@ fn syntax(what: &str, e: QueryError) -> ApiError {
 
 /// Compiles a selection with the request's context.
 pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
-    if sel.ids.is_none()
+    let local_all = req.param("local") == Some("true");
+    if sel.types.is_none()
         && sel.id_pattern.is_none()
-        && sel.types.is_none()
         && sel.attrs.is_none()
         && sel.q.is_none()
         && sel.geo.is_none()
+        && !local_all
     {
         return Err(ApiError(NgsiError::bad_data(
-            "a query needs at least one of type, id, idPattern, attrs, q or a geo-query",
+            "a query needs at least one of type, idPattern, attrs, q, a geo-query or local=true",
         )));
+    }
+    for id in sel.ids.iter().flatten() {
+        haskap_model::validate::check_uri(id, "entity id")?;
+    }
+    if let Some(a) =
+        sel.attrs.iter().flatten().find(|a| matches!(a.as_str(), "id" | "type" | "@id" | "@type" | "scope"))
+    {
+        return Err(ApiError(NgsiError::bad_data(format!("{a} is not an attribute; attrs names attributes only"))));
     }
     let expand = |t: &str| req.ctx.expand(t);
     let mut f = Filter { ids: sel.ids, ..Default::default() };

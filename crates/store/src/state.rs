@@ -146,6 +146,11 @@ impl Tenant {
         self.by_type.get(t)
     }
 
+    /// The slots of entities that have attribute `a`.
+    pub fn of_attr(&self, a: &str) -> Option<&RoaringBitmap> {
+        self.by_attr.get(a)
+    }
+
     /// The candidates of a query: a superset of its answer, and whether it is exact.
     pub fn select(&self, f: &Filter) -> (RoaringBitmap, bool) {
         let mut set = match &f.ids {

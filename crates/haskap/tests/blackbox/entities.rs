@@ -156,7 +156,10 @@ async fn query_by_type_and_id_with_count() {
     let page = r.json();
     assert_eq!(page.as_array().unwrap().len(), 5);
     assert_eq!(page[0]["id"], "urn:ngsi-ld:EvacuationShelter:20");
-    let r = s.get("/entities?id=urn:ngsi-ld:Park:1,urn:ngsi-ld:EvacuationShelter:03").await.json();
+    let r = s
+        .get("/entities?type=Park,EvacuationShelter&id=urn:ngsi-ld:Park:1,urn:ngsi-ld:EvacuationShelter:03")
+        .await
+        .json();
     assert_eq!(r.as_array().unwrap().len(), 2);
     s.get("/entities").await.assert_problem(400, "BadRequestData");
     s.get("/entities?type=Park&limit=5000").await.assert_problem(403, "TooManyResults");

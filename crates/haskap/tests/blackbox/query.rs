@@ -127,7 +127,10 @@ async fn bad_queries_say_where() {
     s.get("/entities?idPattern=(").await.assert_problem(400, "BadRequestData");
     s.get("/entities?type=Shelter&limit=-1").await.assert_problem(400, "BadRequestData");
     s.get("/entities?type=Shelter&limit=abc").await.assert_problem(400, "BadRequestData");
-    s.get("/entities?type=Shelter&options=fancy").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=Shelter&options=fancy").await.assert_problem(400, "InvalidRequest");
+    s.get("/entities?id=urn:ngsi-ld:Facility:0001").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=Shelter&id=notanuri").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?attrs=id,type").await.assert_problem(400, "BadRequestData");
 }
 
 fn haversine(a: (f64, f64), b: (f64, f64)) -> f64 {
@@ -204,4 +207,35 @@ async fn geo_queries_match_an_independent_computation() {
         .await
         .assert_problem(400, "BadRequestData");
     s.get("/entities?type=EvacuationSite&georel=within").await.assert_problem(400, "BadRequestData");
+}
+
+#[tokio::test]
+async fn discovery_reflects_live_entities() {
+    let s = Server::start().await;
+    let rows = load(&s).await;
+    let parks = rows.iter().filter(|r| r.ty == "Park").count();
+    let types = s.get("/types").await.json();
+    assert_eq!(types["type"], "EntityTypeList");
+    assert_eq!(types["typeList"], json!(["Park", "Shelter"]));
+    let details = s.get("/types?details=true").await.json();
+    assert_eq!(details[0]["typeName"], "Park");
+    assert_eq!(details[0]["attributeNames"], json!(["address", "capacity", "district", "open"]));
+    let info = s.get("/types/Park").await.json();
+    assert_eq!(info["entityCount"], parks);
+    assert_eq!(
+        info["attributeDetails"].as_array().unwrap().iter().find(|a| a["attributeName"] == "district").unwrap()["attributeTypes"],
+        json!(["Relationship"])
+    );
+    s.get("/types/Nothing").await.assert_problem(404, "ResourceNotFound");
+    let attrs = s.get("/attributes").await.json();
+    assert_eq!(attrs["attributeList"], json!(["address", "capacity", "district", "open"]));
+    let cap = s.get("/attributes/capacity").await.json();
+    assert_eq!(cap["attributeCount"], 300);
+    assert_eq!(cap["typeNames"], json!(["Park", "Shelter"]));
+    assert_eq!(cap["attributeTypes"], json!(["Property"]));
+    s.get("/attributes/nothing").await.assert_problem(404, "ResourceNotFound");
+    // Deleting every Park removes the type.
+    let ids: Vec<String> = rows.iter().filter(|r| r.ty == "Park").map(|r| r.id.clone()).collect();
+    assert_eq!(s.post("/entityOperations/delete", &json!(ids)).await.status, 204);
+    assert_eq!(s.get("/types").await.json()["typeList"], json!(["Shelter"]));
 }
