@@ -58,7 +58,20 @@ async fn run(
             return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
         }
         let spec = Spec {
-            params: &["limit", "offset", "count", "options", "format", "local", "lang", "pick", "omit"],
+            params: &[
+                "limit",
+                "offset",
+                "count",
+                "options",
+                "format",
+                "local",
+                "lang",
+                "pick",
+                "omit",
+                "join",
+                "joinLevel",
+                "orderBy",
+            ],
             geo: true,
             body_context: true,
         };

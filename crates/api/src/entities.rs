@@ -5,7 +5,6 @@
 //! on hold: trailing slashes are accepted, an empty entity id is a 400, and ids are
 //! percent-decoded segment by segment.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -15,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use haskap_model::entity::Entity;
 use haskap_model::ops::{self, Change};
 use haskap_model::parse::Parser;
-use haskap_model::render::{Format, RenderOptions, render_entity};
 use haskap_model::validate::{check_uri, now_micros};
 use haskap_model::{ErrorKind, NgsiError};
 use serde_json::{Map, Value};
@@ -41,6 +39,7 @@ const RETRIEVE_PARAMS: &[&str] = &[
     "entityMap",
 ];
 const QUERY_PARAMS: &[&str] = &[
+    "orderBy",
     "id",
     "type",
     "idPattern",
@@ -232,58 +231,10 @@ async fn create(req: Req) -> ApiResult<Response> {
     Ok(created(&format!("/ngsi-ld/v1/entities/{}", encode_segment(&id))))
 }
 
-/// The render options asked for by `options`, `format`, `attrs`, `pick` and `lang`.
-pub fn render_options(req: &Req, extra_options: &[&str]) -> ApiResult<RenderOptions> {
-    let mut opts = RenderOptions::default();
-    for o in req.options() {
-        match o {
-            "keyValues" | "simplified" => opts.format = Format::KeyValues,
-            "concise" => opts.format = Format::Concise,
-            "normalized" => opts.format = Format::Normalized,
-            "sysAttrs" => opts.sys_attrs = true,
-            other if extra_options.contains(&other) => {}
-            other => {
-                return Err(ApiError(NgsiError::invalid(format!(
-                    "unknown option {other:?}; known are keyValues, concise, normalized, sysAttrs"
-                ))));
-            }
-        }
-    }
-    let mut names: Option<HashSet<String>> = None;
-    for p in ["attrs", "pick"] {
-        if let Some(list) = req.param(p) {
-            let set = names.get_or_insert_with(HashSet::new);
-            for term in list.split(',').map(str::trim).filter(|t| !t.is_empty() && *t != "id" && *t != "type") {
-                set.insert(req.ctx.expand(term));
-            }
-        }
-    }
-    opts.attrs = names;
-    opts.lang = req.param("lang").map(str::to_string);
-    Ok(opts)
-}
-
-/// Applies `pick`/`omit` to the id and type members and `omit` to attributes of a rendered entity.
-pub fn pick_omit(req: &Req, out: &mut Map<String, Value>) {
-    if let Some(pick) = req.param("pick") {
-        let keep: Vec<&str> = pick.split(',').map(str::trim).collect();
-        for k in ["id", "type"] {
-            if !keep.contains(&k) {
-                out.remove(k);
-            }
-        }
-    }
-    if let Some(omit) = req.param("omit") {
-        for term in omit.split(',').map(str::trim) {
-            out.remove(term);
-        }
-    }
-}
-
 fn retrieve(req: Req, id: String) -> ApiResult<Response> {
     check_id(&id)?;
     req.require_tenant()?;
-    let opts = render_options(&req, &[])?;
+    let view = crate::view::View::from_request(&req)?;
     let entity = req
         .app
         .store
@@ -295,12 +246,18 @@ fn retrieve(req: Req, id: String) -> ApiResult<Response> {
             return Err(ApiError(NgsiError::not_found(format!("entity {id} is not of type {types}"))));
         }
     }
-    let mut out = render_entity(&entity, &req.ctx, &opts);
-    pick_omit(&req, &mut out);
-    if req.accept == crate::request::Accept::GeoJson {
-        return Ok(crate::query::geojson_response(&req, vec![Value::Object(out)], &entity_geo(&req), true));
+    if let Some(attrs) = &view.opts.attrs
+        && !attrs.iter().any(|a| entity.attrs.contains_key(a))
+    {
+        return Err(ApiError(NgsiError::not_found(format!("entity {id} has none of the attributes asked for"))));
     }
-    Ok(ngsi_json(&req, StatusCode::OK, Value::Object(out)))
+    let out = view
+        .render_one(&req, &entity)
+        .ok_or_else(|| ApiError(NgsiError::not_found(format!("nothing of entity {id} is left after pick and omit"))))?;
+    if req.accept == crate::request::Accept::GeoJson {
+        return Ok(crate::query::geojson_response(&req, vec![out], &entity_geo(&req), true));
+    }
+    Ok(ngsi_json(&req, StatusCode::OK, out))
 }
 
 /// The GeoProperty (compacted) a GeoJSON response uses as geometry.

@@ -17,6 +17,7 @@ pub mod query;
 pub mod request;
 pub mod response;
 mod server;
+pub mod view;
 
 pub use server::serve;
 

@@ -7,7 +7,6 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use geo::Geometry;
-use haskap_model::render::render_entity;
 use haskap_model::{ErrorKind, NgsiError};
 use haskap_query::filter::Filter;
 use haskap_query::geo::{GeoQuery, GeoRel};
@@ -15,7 +14,7 @@ use haskap_query::q::QueryError;
 use haskap_query::types::TypeExpr;
 use serde_json::{Value, json};
 
-use crate::entities::{entity_geo, pick_omit, render_options};
+use crate::entities::entity_geo;
 use crate::error::{ApiError, ApiResult};
 use crate::request::{Accept, Req};
 use crate::response::ngsi_json;
@@ -160,6 +159,11 @@ fn geo_params(req: &Req) -> ApiResult<Option<GeoText>> {
 
 /// Runs a compiled query and renders the page.
 pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
+    run_with(req, filter, crate::view::View::from_request(req)?)
+}
+
+/// Runs a compiled query with an explicit view and renders the page.
+fn run_with(req: &Req, filter: &Filter, view: crate::view::View) -> ApiResult<Response> {
     let limit = number(req, "limit", req.app.config.default_page)?;
     let offset = number(req, "offset", 0)?;
     if limit > req.app.config.max_page {
@@ -176,12 +180,36 @@ pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
     if limit == 0 && !count {
         return Err(ApiError(NgsiError::bad_data("limit 0 is only meaningful with count=true")));
     }
-    let opts = render_options(req, &[])?;
+    let order = match req.param("orderBy") {
+        None => None,
+        Some(o) => Some(haskap_query::order::parse(o, &|t| req.ctx.expand(t)).map_err(|e| syntax("orderBy", e))?),
+    };
+    run_view(req, filter, &view, Paging { limit, offset, count, order })
+}
+
+/// Which page of the results, in which order, and whether to count them all.
+struct Paging {
+    limit: usize,
+    offset: usize,
+    count: bool,
+    order: Option<Vec<haskap_query::order::Key>>,
+}
+
+/// Runs a compiled query with a view and renders the page.
+fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging) -> ApiResult<Response> {
+    let Paging { limit, offset, count, order } = paging;
     req.require_tenant()?;
     let (total, page) = req.app.store.read(|state| {
         let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
         let (candidates, exact) = t.select(filter);
         let near = filter.geo.as_ref().filter(|g| matches!(g.rel, GeoRel::Near { .. }));
+        if let Some(keys) = &order {
+            let mut all: Vec<haskap_model::Entity> =
+                candidates.iter().filter_map(|s| t.entity_at(s)).filter(|e| exact || filter.matches(e)).collect();
+            all.sort_by(|a, b| haskap_query::order::compare(a, b, keys));
+            let total = all.len();
+            return (total, all.into_iter().skip(offset).take(limit).collect());
+        }
         if exact {
             let page = candidates.iter().skip(offset).take(limit).filter_map(|s| t.entity_at(s)).collect();
             return (candidates.len() as usize, page);
@@ -214,14 +242,7 @@ pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
         }
         (total, page)
     });
-    let items: Vec<Value> = page
-        .iter()
-        .map(|e| {
-            let mut m = render_entity(e, &req.ctx, &opts);
-            pick_omit(req, &mut m);
-            Value::Object(m)
-        })
-        .collect();
+    let items = view.render_list(req, &page);
     let mut resp = if req.accept == Accept::GeoJson {
         geojson_response(req, items, &entity_geo(req), false)
     } else {
@@ -287,7 +308,8 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
         }
     }
     let filter = build_filter(&req, sel)?;
-    run(&req, &filter)
+    let view = crate::view::View::from_request(&req)?.with_join(body.get("join").and_then(Value::as_str))?;
+    run_with(&req, &filter, view)
 }
 
 /// The distance in metres from `p` to the closest instance of GeoProperty `property` of `e`.

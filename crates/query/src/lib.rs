@@ -10,5 +10,7 @@
 pub mod eval;
 pub mod filter;
 pub mod geo;
+pub mod order;
+pub mod projection;
 pub mod q;
 pub mod types;
