@@ -37,6 +37,7 @@ const RETRIEVE_PARAMS: &[&str] = &[
     "join",
     "joinLevel",
     "entityMap",
+    "datasetId",
 ];
 const QUERY_PARAMS: &[&str] = &[
     "orderBy",

@@ -67,6 +67,9 @@ impl View {
             opts.attrs = Some(names.collect::<HashSet<String>>());
         }
         opts.lang = req.param("lang").map(str::to_string);
+        opts.dataset_ids = req
+            .param("datasetId")
+            .map(|list| list.split(',').map(str::trim).map(|d| (d != "@none").then(|| d.to_string())).collect());
         let pick = req.param("pick").map(projection::parse).transpose().map_err(|e| bad("pick", e))?;
         let omit = req.param("omit").map(projection::parse).transpose().map_err(|e| bad("omit", e))?;
         if (pick.is_some() || omit.is_some()) && req.param("attrs").is_some() {

@@ -32,6 +32,8 @@ pub struct RenderOptions {
     pub attrs: Option<HashSet<String>>,
     /// Render LanguageProperties as the string in this language (`lang` parameter).
     pub lang: Option<String>,
+    /// Only instances with these datasetIds (`None` is the default instance), when set.
+    pub dataset_ids: Option<Vec<Option<String>>>,
 }
 
 /// Renders an entity.
@@ -55,7 +57,17 @@ pub fn render_entity(e: &Entity, ctx: &ActiveContext, opts: &RenderOptions) -> M
         if opts.attrs.as_ref().is_some_and(|only| !only.contains(name)) || instances.is_empty() {
             continue;
         }
-        out.insert(ctx.compact(name), render_instances(instances, ctx, opts));
+        match &opts.dataset_ids {
+            None => {
+                out.insert(ctx.compact(name), render_instances(instances, ctx, opts));
+            }
+            Some(ids) => {
+                let kept: Vec<Attribute> = instances.iter().filter(|a| ids.contains(&a.dataset_id)).cloned().collect();
+                if !kept.is_empty() {
+                    out.insert(ctx.compact(name), render_instances(&kept, ctx, opts));
+                }
+            }
+        }
     }
     out
 }

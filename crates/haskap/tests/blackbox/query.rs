@@ -131,6 +131,55 @@ async fn bad_queries_say_where() {
     s.get("/entities?id=urn:ngsi-ld:Facility:0001").await.assert_problem(400, "BadRequestData");
     s.get("/entities?type=Shelter&id=notanuri").await.assert_problem(400, "BadRequestData");
     s.get("/entities?attrs=id,type").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?idPattern=abc**").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=A&pick=id;name").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=A&pick=name&omit=name").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=A&join=sideways").await.assert_problem(400, "BadRequestData");
+    s.get("/entities?type=A&orderBy=name;up").await.assert_problem(400, "BadRequestData");
+}
+
+#[tokio::test]
+async fn projections_joins_order_and_datasets() {
+    let s = Server::start().await;
+    let city = json!({"id": "urn:ngsi-ld:City:tomakomai", "type": "City", "name": "苫小牧市", "population": 168000});
+    let b = |i: u32, name: &str| {
+        json!({"id": format!("urn:ngsi-ld:Building:{i}"), "type": "Building", "name": [
+            {"type": "Property", "value": name},
+            {"type": "Property", "value": format!("{name} (en)"), "datasetId": "urn:ngsi-ld:Dataset:en"}],
+          "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:tomakomai"}})
+    };
+    let batch = json!([city, b(2, "B"), b(1, "A"), b(3, "C")]);
+    assert_eq!(s.post("/entityOperations/create", &batch).await.status, 201);
+    for (q, want) in
+        [("orderBy=id", ["1", "2", "3"]), ("orderBy=id;desc", ["3", "2", "1"]), ("orderBy=name", ["1", "2", "3"])]
+    {
+        let r = s.get(&format!("/entities?type=Building&{q}")).await.json();
+        let got: Vec<String> = r
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().rsplit(':').next().unwrap().to_string())
+            .collect();
+        assert_eq!(got, want, "{q}");
+    }
+    let inline = s.get("/entities?type=Building&join=inline&pick=id,locatedAt{name}&orderBy=id").await.json();
+    assert_eq!(
+        inline[0],
+        json!({"id": "urn:ngsi-ld:Building:1", "locatedAt": {"type": "Relationship", "object": "urn:ngsi-ld:City:tomakomai", "entity": {"name": {"type": "Property", "value": "苫小牧市"}}}})
+    );
+    let flat = s.get("/entities?type=Building&join=flat&options=keyValues&omit=name").await.json();
+    assert_eq!(flat.as_array().unwrap().len(), 4, "three buildings and their city once");
+    let picked = s.get("/entities?type=Building,City&pick=population").await.json();
+    assert_eq!(
+        picked,
+        json!([{"population": {"type": "Property", "value": 168000}}]),
+        "entities left empty by pick are dropped"
+    );
+    let en = s.get("/entities/urn:ngsi-ld:Building:1?datasetId=urn:ngsi-ld:Dataset:en").await.json();
+    assert_eq!(en["name"]["value"], "A (en)");
+    assert!(en.get("locatedAt").is_none());
+    let default = s.get("/entities/urn:ngsi-ld:Building:1?datasetId=@none").await.json();
+    assert_eq!(default["name"], json!({"type": "Property", "value": "A"}));
 }
 
 fn haversine(a: (f64, f64), b: (f64, f64)) -> f64 {
