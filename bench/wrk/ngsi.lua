@@ -4,6 +4,7 @@
 --   PREFIX    entity id prefix; ids are PREFIX..N for preloaded entities
 --   N         number of preloaded entities (retrieve, patch)
 --   ATTR      attribute for MODE=patch; BODY its fragment ({{n}} is replaced by a counter)
+--   BOX       min_lon,min_lat,max_lon,max_lat for MODE=near (random centres); MAX_DISTANCE metres
 --   TEMPLATE  entity template ({{id}} is replaced) for create and upsert; BATCH entities per upsert
 local mode = os.getenv("MODE")
 local prefix = os.getenv("PREFIX") or "urn:ngsi-ld:BeeHive:"
@@ -12,6 +13,9 @@ local batch = tonumber(os.getenv("BATCH") or "100")
 local template = os.getenv("TEMPLATE") or ""
 local attr = os.getenv("ATTR") or "incoming"
 local body = os.getenv("BODY") or "{}"
+local box = {}
+for v in string.gmatch(os.getenv("BOX") or "0,0,0,0", "[^,]+") do table.insert(box, tonumber(v)) end
+local max_distance = os.getenv("MAX_DISTANCE") or "1000"
 local counter = 0
 local threads = {}
 thread_id = 0 -- set per thread by setup()
@@ -41,6 +45,12 @@ end
 function request()
   if mode == "get" then
     return wrk.format("GET", os.getenv("GET_PATH"))
+  elseif mode == "near" then
+    local lon = box[1] + math.random() * (box[3] - box[1])
+    local lat = box[2] + math.random() * (box[4] - box[2])
+    return wrk.format("GET", string.format(
+      "/ngsi-ld/v1/entities?type=BeeHive&georel=near;maxDistance==%s&geometry=Point&coordinates=%%5B%.5f,%.5f%%5D&limit=1000&options=keyValues",
+      max_distance, lon, lat))
   elseif mode == "retrieve" then
     return wrk.format("GET", "/ngsi-ld/v1/entities/" .. prefix .. math.random(0, n - 1))
   elseif mode == "patch" then
