@@ -224,41 +224,50 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
         let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
         let (candidates, exact) = t.select(filter);
         let near = filter.geo.as_ref().filter(|g| matches!(g.rel, GeoRel::Near { .. }));
+        // Filters are evaluated on entities decoded with just the attributes they need; only the
+        // page is decoded whole.
+        let mut wanted = filter.attributes();
         if let Some(keys) = &order {
-            let mut all: Vec<haskap_model::Entity> =
-                candidates.iter().filter_map(|s| t.entity_at(s)).filter(|e| exact || filter.matches(e)).collect();
-            all.sort_by(|a, b| haskap_query::order::compare(a, b, keys));
-            let total = all.len();
-            return (total, all.into_iter().skip(offset).take(limit).collect());
+            wanted.extend(keys.iter().map(|k| k.path.as_str()));
+        }
+        let matching = || {
+            candidates
+                .iter()
+                .filter_map(|s| t.sparse_at(s, &wanted).map(|e| (s, e)))
+                .filter(|(_, e)| exact || filter.matches(e))
+        };
+        let page_of = |slots: Vec<u32>| -> Vec<haskap_model::Entity> {
+            slots.into_iter().skip(offset).take(limit).filter_map(|s| t.entity_at(s)).collect()
+        };
+        if let Some(keys) = &order {
+            let mut all: Vec<(u32, haskap_model::Entity)> = matching().collect();
+            all.sort_by(|a, b| haskap_query::order::compare(&a.1, &b.1, keys));
+            return (all.len(), page_of(all.into_iter().map(|(s, _)| s).collect()));
         }
         if exact {
-            let page = candidates.iter().skip(offset).take(limit).filter_map(|s| t.entity_at(s)).collect();
+            // Jump straight to the offset-th candidate instead of walking past the others.
+            let page = match u32::try_from(offset).ok().and_then(|o| candidates.select(o)) {
+                Some(first) => candidates.range(first..).take(limit).filter_map(|s| t.entity_at(s)).collect(),
+                None => Vec::new(),
+            };
             return (candidates.len() as usize, page);
         }
         if let Some(g) = near {
             // Near: nearest first, so every candidate is measured.
             let Geometry::Point(p) = g.geometry else { return (0, Vec::new()) };
-            let mut hits: Vec<(f64, haskap_model::Entity)> = candidates
-                .iter()
-                .filter_map(|s| t.entity_at(s))
-                .filter(|e| filter.matches(e))
-                .map(|e| (nearest(&e, &g.property, p), e))
-                .collect();
+            let mut hits: Vec<(f64, u32)> = matching().map(|(s, e)| (nearest(&e, &g.property, p), s)).collect();
             hits.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let total = hits.len();
-            return (total, hits.into_iter().skip(offset).take(limit).map(|(_, e)| e).collect());
+            return (hits.len(), page_of(hits.into_iter().map(|(_, s)| s).collect()));
         }
         let mut total = 0usize;
         let mut page = Vec::new();
-        for e in candidates.iter().filter_map(|s| t.entity_at(s)) {
-            if filter.matches(&e) {
-                if total >= offset && page.len() < limit {
-                    page.push(e);
-                }
-                total += 1;
-                if !count && page.len() >= limit {
-                    break;
-                }
+        for (s, _) in matching() {
+            if total >= offset && page.len() < limit {
+                page.extend(t.entity_at(s));
+            }
+            total += 1;
+            if !count && page.len() >= limit {
+                break;
             }
         }
         (total, page)

@@ -39,6 +39,21 @@ impl Filter {
             && self.geo.as_ref().is_none_or(|g| g.matches(e))
     }
 
+    /// The (expanded) attributes evaluating the filter needs from an entity.
+    pub fn attributes(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = Vec::new();
+        if let Some(q) = &self.q {
+            v.extend(q.attributes.iter().map(String::as_str));
+        }
+        if let Some(a) = &self.attrs {
+            v.extend(a.iter().map(String::as_str));
+        }
+        if let Some(g) = &self.geo {
+            v.push(&g.property);
+        }
+        v
+    }
+
     /// Whether the filter selects anything narrower than "all entities".
     pub fn is_unrestricted(&self) -> bool {
         self.ids.is_none()

@@ -17,7 +17,7 @@ mod disk;
 mod state;
 mod writer;
 
-pub use state::{Encoded, Keys, State, Tenant, decode, encode};
+pub use state::{Encoded, Keys, State, Tenant, decode, decode_sparse, encode};
 pub use writer::Txn;
 
 use std::path::Path;
