@@ -19,6 +19,8 @@
 
 pub mod builtin;
 pub mod entity;
+#[cfg(test)]
+mod fuzz;
 pub mod error;
 pub mod jsonld;
 pub mod ops;

@@ -9,6 +9,8 @@
 
 pub mod eval;
 pub mod filter;
+#[cfg(test)]
+mod fuzz;
 pub mod geo;
 pub mod order;
 pub mod projection;
