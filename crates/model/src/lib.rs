@@ -19,9 +19,9 @@
 
 pub mod builtin;
 pub mod entity;
+pub mod error;
 #[cfg(test)]
 mod fuzz;
-pub mod error;
 pub mod jsonld;
 pub mod ops;
 pub mod parse;
