@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use haskap_model::jsonld::ActiveContext;
 use haskap_model::ops;
 use haskap_model::parse::Parser;
@@ -38,11 +38,8 @@ pub async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match run(&app, &op, &method, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult<Response> {
+    run(&app, &op, &method, &uri, &headers, body).await
 }
 
 async fn run(

@@ -20,19 +20,8 @@ pub async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match run(&app, &method, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-fn flag(req: &Req, name: &str) -> ApiResult<bool> {
-    match req.param(name) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(v) => Err(ApiError(NgsiError::bad_data(format!("{name} must be true or false, not {v:?}")))),
-    }
+) -> ApiResult<Response> {
+    run(&app, &method, &uri, &headers, body).await
 }
 
 async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
@@ -42,7 +31,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
     match (id.is_empty(), method.clone()) {
         (true, Method::GET) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["details", "kind"])).await?;
-            let details = flag(&req, "details")?;
+            let details = req.flag("details")?;
             let kind = req.param("kind").map(str::to_string);
             if let Some(k) = &kind
                 && !matches!(k.as_str(), "Hosted" | "Cached" | "ImplicitlyCreated")
@@ -80,13 +69,13 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
             let (url, doc) =
                 app.contexts.find(&id).ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
             // Report, then count this request as a use.
-            let body = if flag(&req, "details")? { ContextRegistry::details(&url, &doc) } else { (*doc.doc).clone() };
+            let body = if req.flag("details")? { ContextRegistry::details(&url, &doc) } else { (*doc.doc).clone() };
             doc.hit();
             Ok(plain_json(StatusCode::OK, &body))
         }
         (false, Method::DELETE) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["reload"])).await?;
-            app.contexts.delete(&id, flag(&req, "reload")?).await?;
+            app.contexts.delete(&id, req.flag("reload")?).await?;
             Ok(no_content())
         }
         (true, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, POST")),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use haskap_model::validate::now_micros;
 use haskap_model::{ErrorKind, NgsiError};
 use haskap_store::Tenant;
@@ -24,11 +24,8 @@ pub async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match run(&app, &method, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult<Response> {
+    run(&app, &method, &uri, &headers, body).await
 }
 
 async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
@@ -46,11 +43,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         Spec { params: &["details", "local", "limit", "offset", "count"], geo: false, body_context: false },
     )
     .await?;
-    let details = match req.param("details") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(v) => return Err(ApiError(NgsiError::bad_data(format!("details must be true or false, not {v:?}")))),
-    };
+    let details = req.flag("details")?;
     req.require_tenant()?;
     let body = req.app.store.read(|state| {
         let empty = Tenant::default();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use haskap_model::entity::Entity;
 use haskap_model::ops::{self, Change};
 use haskap_model::parse::Parser;
@@ -83,11 +83,8 @@ pub async fn dispatch(
     uri: Uri,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    match route(&app, &method, &uri, &headers, body).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
+) -> ApiResult<Response> {
+    route(&app, &method, &uri, &headers, body).await
 }
 
 async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
@@ -181,11 +178,6 @@ fn decode_path(s: &str) -> String {
 
 fn not_allowed(allow: &'static str) -> ApiError {
     ApiError::new(ErrorKind::MethodNotAllowed, format!("method not allowed here; allowed: {allow}"))
-}
-
-/// Adds the `Allow` header that goes with a 405 (done by a middleware on the response).
-pub fn allow_header(detail: &str) -> Option<HeaderValue> {
-    detail.strip_prefix("method not allowed here; allowed: ").and_then(|a| HeaderValue::from_str(a).ok())
 }
 
 fn check_id(id: &str) -> ApiResult<()> {
@@ -393,13 +385,7 @@ async fn replace_attribute(req: Req, id: String, attr: String) -> ApiResult<Resp
 
 async fn delete_attribute(req: Req, id: String, attr: String) -> ApiResult<Response> {
     check_id(&id)?;
-    let all = match req.param("deleteAll") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(ApiError(NgsiError::bad_data(format!("deleteAll must be true or false, not {other:?}"))));
-        }
-    };
+    let all = req.flag("deleteAll")?;
     let dataset_id = req.param("datasetId").map(str::to_string);
     let now = now_micros();
     let target = id.clone();

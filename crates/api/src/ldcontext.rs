@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use haskap_model::builtin::{BUILTIN_CONTEXTS, CORE_CONTEXT, CORE_CONTEXT_URL};
+use haskap_model::builtin::{BUILTIN_CONTEXTS, CORE_CONTEXT};
 use haskap_model::jsonld::{ActiveContext, ContextError, referenced_urls};
 use haskap_model::validate::{format_micros, now_micros};
 use haskap_model::{ErrorKind, NgsiError};
@@ -292,11 +292,6 @@ impl ContextRegistry {
             "createdAt": format_micros(d.created_at),
             "numberOfHits": d.hits.load(Ordering::Relaxed),
         })
-    }
-
-    /// Whether a URL is the default core context.
-    pub fn is_default_core(url: &str) -> bool {
-        url == CORE_CONTEXT_URL
     }
 }
 

@@ -193,11 +193,7 @@ fn run_with(req: &Req, filter: &Filter, view: crate::view::View) -> ApiResult<Re
             format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
         ));
     }
-    let count = match req.param("count") {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(v) => return Err(ApiError(NgsiError::bad_data(format!("count must be true or false, not {v:?}")))),
-    };
+    let count = req.flag("count")?;
     if limit == 0 && !count {
         return Err(ApiError(NgsiError::bad_data("limit 0 is only meaningful with count=true")));
     }

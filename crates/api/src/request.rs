@@ -144,6 +144,15 @@ impl Req {
         self.query.get(name).map(String::as_str)
     }
 
+    /// A boolean parameter: absent or `false` is false, `true` is true, anything else an error.
+    pub fn flag(&self, name: &str) -> ApiResult<bool> {
+        match self.param(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(v) => Err(ApiError(NgsiError::bad_data(format!("{name} must be true or false, not {v:?}")))),
+        }
+    }
+
     /// The comma-separated values of `options` (and `format`, which is the same for representations).
     pub fn options(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self

@@ -33,11 +33,6 @@ pub const BUILTIN_CONTEXTS: &[(&str, &str)] = &[
     ctx!("https://datamodels.jp/context/transportation/v1.jsonld", "datamodels/transportation-v1.0.0.jsonld"),
 ];
 
-/// Whether `url` names one of the core contexts (which cannot be deleted or replaced).
-pub fn is_core_context(url: &str) -> bool {
-    url.starts_with("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

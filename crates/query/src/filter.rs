@@ -54,17 +54,6 @@ impl Filter {
         v
     }
 
-    /// Whether the filter selects anything narrower than "all entities".
-    pub fn is_unrestricted(&self) -> bool {
-        self.ids.is_none()
-            && self.id_pattern.is_none()
-            && self.types.is_none()
-            && self.attrs.is_none()
-            && self.q.is_none()
-            && self.scope.is_none()
-            && self.geo.is_none()
-    }
-
     /// Whether ids, types and attributes alone decide the selection (so that indexes answer it
     /// exactly, counts included, without looking at entities).
     pub fn is_index_exact(&self) -> bool {
