@@ -17,6 +17,7 @@ pub mod query;
 pub mod request;
 pub mod response;
 mod server;
+pub mod subscriptions;
 pub mod view;
 
 pub use server::serve;
@@ -113,9 +114,9 @@ pub fn router(state: AppState) -> Router {
         .route("/ngsi-ld/v1/jsonldContexts", any(contexts::dispatch))
         .route("/ngsi-ld/v1/jsonldContexts/", any(contexts::dispatch))
         .route("/ngsi-ld/v1/jsonldContexts/{*rest}", any(contexts::dispatch))
-        .route("/ngsi-ld/v1/subscriptions", any(pending::dispatch))
-        .route("/ngsi-ld/v1/subscriptions/", any(pending::dispatch))
-        .route("/ngsi-ld/v1/subscriptions/{*rest}", any(pending::dispatch))
+        .route("/ngsi-ld/v1/subscriptions", any(subscriptions::dispatch))
+        .route("/ngsi-ld/v1/subscriptions/", any(subscriptions::dispatch))
+        .route("/ngsi-ld/v1/subscriptions/{*rest}", any(subscriptions::dispatch))
         .route("/ngsi-ld/v1/temporal/{*rest}", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceRegistrations", any(pending::dispatch))
         .route("/ngsi-ld/v1/csourceRegistrations/", any(pending::dispatch))

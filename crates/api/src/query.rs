@@ -68,22 +68,6 @@ fn syntax(what: &str, e: QueryError) -> ApiError {
     ApiError(NgsiError::bad_data(format!("invalid {what}: {e}")))
 }
 
-/// Whether a regular expression repeats a repetition (`a**`, `a+*`), which the `regex` crate
-/// accepts but NGSI-LD regular expressions do not.
-fn nested_repetition(pattern: &str) -> bool {
-    use regex_syntax::ast::{Ast, parse::Parser};
-    fn walk(a: &Ast) -> bool {
-        match a {
-            Ast::Repetition(r) => matches!(*r.ast, Ast::Repetition(_)) || walk(&r.ast),
-            Ast::Group(g) => walk(&g.ast),
-            Ast::Alternation(x) => x.asts.iter().any(walk),
-            Ast::Concat(x) => x.asts.iter().any(walk),
-            _ => false,
-        }
-    }
-    Parser::new().parse(pattern).is_ok_and(|a| walk(&a))
-}
-
 /// Compiles a selection with the request's context.
 pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
     let local_all = req.param("local") == Some("true");
@@ -109,13 +93,10 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
     let expand = |t: &str| req.ctx.expand(t);
     let mut f = Filter { ids: sel.ids, ..Default::default() };
     if let Some(p) = sel.id_pattern {
-        if nested_repetition(&p) {
-            return Err(ApiError(NgsiError::bad_data(format!(
-                "invalid idPattern {p:?}: a quantifier follows a quantifier"
-            ))));
-        }
-        f.id_pattern =
-            Some(regex::Regex::new(&p).map_err(|e| ApiError(NgsiError::bad_data(format!("invalid idPattern: {e}"))))?);
+        f.id_pattern = Some(
+            haskap_query::filter::check_pattern(&p)
+                .map_err(|e| ApiError(NgsiError::bad_data(format!("invalid idPattern {p:?}: {e}"))))?,
+        );
     }
     if let Some(t) = sel.types {
         f.types = Some(TypeExpr::parse(&t).map_err(|e| syntax("type", e))?.expand(&expand));

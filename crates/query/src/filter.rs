@@ -61,6 +61,25 @@ impl Filter {
     }
 }
 
+/// Compiles an id pattern. Beyond what the `regex` crate rejects, a quantifier applied to a
+/// quantifier (`a**`, `a+*`) is an error, as in the regular expressions NGSI-LD refers to.
+pub fn check_pattern(pattern: &str) -> Result<Regex, String> {
+    use regex_syntax::ast::{Ast, parse::Parser};
+    fn nested(a: &Ast) -> bool {
+        match a {
+            Ast::Repetition(r) => matches!(*r.ast, Ast::Repetition(_)) || nested(&r.ast),
+            Ast::Group(g) => nested(&g.ast),
+            Ast::Alternation(x) => x.asts.iter().any(nested),
+            Ast::Concat(x) => x.asts.iter().any(nested),
+            _ => false,
+        }
+    }
+    if Parser::new().parse(pattern).is_ok_and(|a| nested(&a)) {
+        return Err("a quantifier follows a quantifier".into());
+    }
+    Regex::new(pattern).map_err(|e| e.to_string())
+}
+
 /// Whether an entity with `scopes` satisfies a scope expression whose names are patterns:
 /// `/a/b` is that scope, `/a/b/#` that scope and all below it, `/a/+` its direct children, `/#`
 /// any scope at all.

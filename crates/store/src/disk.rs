@@ -1,7 +1,8 @@
 //! The on-disk side: fjall keyspaces and the encoding of keys and values.
 //!
 //! Layout (format version 2): keyspace `entities` maps `tenant 0x00 id` to the entity encoded as
-//! MessagePack (the canonical form of `haskap_model::Entity`, see `state::encode`); keyspace `meta` holds `format`, `tenant/NAME`
+//! MessagePack (the canonical form of `haskap_model::Entity`, see `state::encode`); keyspace `subscriptions` maps `tenant 0x00 id` to a
+//! subscription as JSON (expanded names); keyspace `meta` holds `format`, `tenant/NAME`
 //! markers and other small records such as cached @contexts.
 
 use std::path::Path;
@@ -19,6 +20,7 @@ const MEMTABLE: u64 = 16 << 20;
 pub(crate) struct Disk {
     db: Database,
     entities: Keyspace,
+    subscriptions: Keyspace,
     meta: Keyspace,
 }
 
@@ -26,6 +28,7 @@ pub(crate) struct Disk {
 pub(crate) enum Put<'a> {
     Entity { tenant: &'a str, id: &'a str, bytes: Option<&'a [u8]> },
     Tenant(&'a str),
+    Subscription { tenant: &'a str, id: &'a str, json: Option<Vec<u8>> },
 }
 
 pub(crate) fn entity_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -43,6 +46,7 @@ impl Disk {
         let db = Database::builder(dir.join("engine")).manual_journal_persist(true).cache_size(cache_bytes).open()?;
         // Readers are served from memory, so the engine's own buffers are kept small.
         let entities = db.keyspace("entities", || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE))?;
+        let subscriptions = db.keyspace("subscriptions", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         match meta.get("format")? {
             None => {
@@ -58,7 +62,7 @@ impl Disk {
                 )));
             }
         }
-        Ok(Disk { db, entities, meta })
+        Ok(Disk { db, entities, subscriptions, meta })
     }
 
     /// Reads every tenant and entity into memory.
@@ -69,6 +73,18 @@ impl Disk {
             let (k, _) = kv.into_inner()?;
             let name = String::from_utf8_lossy(&k["tenant/".len()..]).into_owned();
             state.tenants.entry(name).or_default();
+        }
+        for kv in self.subscriptions.iter() {
+            let (k, v) = kv.into_inner()?;
+            let split = k
+                .iter()
+                .position(|b| *b == 0)
+                .ok_or_else(|| StoreError::Corrupt("subscription key without tenant".into()))?;
+            let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let id = std::str::from_utf8(&k[split + 1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json =
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("subscription record: {e}")))?;
+            state.tenants.entry(tenant.to_string()).or_default().subscriptions.insert(id.to_string(), Arc::new(json));
         }
         for kv in self.entities.iter() {
             let (k, v) = kv.into_inner()?;
@@ -96,6 +112,12 @@ impl Disk {
                 Put::Entity { tenant, id, bytes: Some(b) } => batch.insert(&self.entities, entity_key(tenant, id), *b),
                 Put::Entity { tenant, id, bytes: None } => batch.remove(&self.entities, entity_key(tenant, id)),
                 Put::Tenant(name) => batch.insert(&self.meta, format!("tenant/{name}"), b"".as_slice()),
+                Put::Subscription { tenant, id, json: Some(j) } => {
+                    batch.insert(&self.subscriptions, entity_key(tenant, id), j.as_slice())
+                }
+                Put::Subscription { tenant, id, json: None } => {
+                    batch.remove(&self.subscriptions, entity_key(tenant, id))
+                }
             }
         }
         batch.commit()?;

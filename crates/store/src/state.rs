@@ -45,6 +45,8 @@ pub struct Tenant {
     by_attr: HashMap<String, RoaringBitmap>,
     geo: HashMap<String, RTree<GeoBox>>,
     live: RoaringBitmap,
+    /// Subscriptions by id, in canonical JSON form (expanded names), ordered by id.
+    pub subscriptions: std::collections::BTreeMap<String, Arc<Value>>,
 }
 
 /// What an entity contributes to the indexes.

@@ -33,6 +33,8 @@ pub struct Txn<'a> {
     failed: Option<StoreError>,
     /// Tenants created by this group, in order.
     new_tenants: Vec<String>,
+    /// Subscriptions written by this group: `None` is a deletion.
+    subscriptions: Vec<((String, String), Option<Arc<serde_json::Value>>)>,
     pub(crate) stop: bool,
 }
 
@@ -42,6 +44,26 @@ impl Txn<'_> {
         match self.pending.get(&(tenant.to_string(), id.to_string())) {
             Some(v) => v.as_ref().map(|(e, _)| e.clone()),
             None => self.state.tenants.get(tenant)?.get(id),
+        }
+    }
+
+    /// The subscription `id` of `tenant` as this transaction sees it.
+    pub fn subscription(&self, tenant: &str, id: &str) -> Option<Arc<serde_json::Value>> {
+        if let Some((_, v)) = self.subscriptions.iter().rev().find(|((t, i), _)| t == tenant && i == id) {
+            return v.clone();
+        }
+        self.state.tenants.get(tenant)?.subscriptions.get(id).cloned()
+    }
+
+    /// Stores (or with `None` deletes) subscription `id` of `tenant`.
+    pub fn put_subscription(&mut self, tenant: &str, id: &str, sub: Option<serde_json::Value>) {
+        self.touch_tenant(tenant);
+        self.subscriptions.push(((tenant.to_string(), id.to_string()), sub.map(Arc::new)));
+    }
+
+    fn touch_tenant(&mut self, tenant: &str) {
+        if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
+            self.new_tenants.push(tenant.to_string());
         }
     }
 
@@ -58,9 +80,7 @@ impl Txn<'_> {
             },
             Change::Delete => None,
         };
-        if !self.state.tenants.contains_key(tenant) && !self.new_tenants.iter().any(|t| t == tenant) {
-            self.new_tenants.push(tenant.to_string());
-        }
+        self.touch_tenant(tenant);
         let key = (tenant.to_string(), id.to_string());
         if self.pending.insert(key.clone(), value).is_none() {
             self.order.push(key);
@@ -86,14 +106,20 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             order: Vec::new(),
             failed: None,
             new_tenants: Vec::new(),
+            subscriptions: Vec::new(),
             stop: false,
         };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn { mut pending, order, new_tenants, failed, .. } = txn;
+        let Txn { mut pending, order, new_tenants, failed, subscriptions, .. } = txn;
         let pending: Vec<((String, String), Option<Version>)> =
             order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
         let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
+        puts.extend(subscriptions.iter().map(|((tenant, id), v)| Put::Subscription {
+            tenant,
+            id,
+            json: v.as_ref().map(|v| serde_json::to_vec(&**v).unwrap_or_default()),
+        }));
         puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
             tenant,
             id,
@@ -124,6 +150,17 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             let mut state = shared.state.write();
             for t in new_tenants {
                 state.tenants.entry(t).or_default();
+            }
+            for ((tenant, id), v) in subscriptions {
+                let subs = &mut state.tenants.entry(tenant).or_default().subscriptions;
+                match v {
+                    Some(v) => {
+                        subs.insert(id, v);
+                    }
+                    None => {
+                        subs.remove(&id);
+                    }
+                }
             }
             for (((tenant, id), e), (old, new)) in pending.into_iter().zip(keys) {
                 let t = state.tenants.entry(tenant).or_default();

@@ -88,11 +88,11 @@ async fn limits_are_enforced() {
 #[tokio::test]
 async fn endpoints_not_built_yet_still_negotiate() {
     let s = Server::start().await;
-    // A trailing slash is the same resource (issue 2 regression: POST /subscriptions/ was a 404).
-    for path in ["/subscriptions", "/subscriptions/"] {
+    // A trailing slash is the same resource (regression: POST /subscriptions/ was a 404).
+    for path in ["/csourceRegistrations", "/csourceRegistrations/"] {
         let r = s.client.post(s.url(path)).header("Content-Type", "application/xml").body("<x/>").send().await.unwrap();
         assert_eq!(r.status(), 415, "{path}");
-        let r = s.call("POST", path, Some(&json!({"type": "Subscription"})), &[]).await;
+        let r = s.call("POST", path, Some(&json!({"type": "ContextSourceRegistration"})), &[]).await;
         r.assert_problem(501, "OperationNotSupported");
     }
     assert_eq!(s.call("GET", "/temporal/entities", None, &[("Accept", "application/xml")]).await.status, 406);

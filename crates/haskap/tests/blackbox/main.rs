@@ -10,5 +10,6 @@ mod entities;
 mod errors;
 mod lifecycle;
 mod query;
+mod subscriptions;
 mod tenants;
 mod util;

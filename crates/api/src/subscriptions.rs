@@ -1,0 +1,213 @@
+//! `/ngsi-ld/v1/subscriptions`: create, query, retrieve, update and delete subscriptions.
+//!
+//! Subscriptions are stored durably through the writer like entities, per tenant. Matching and
+//! delivery of notifications are not built yet: a subscription is accepted, kept and shown with
+//! its status, but nothing is sent.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use haskap_model::builtin::CORE_CONTEXT_URL;
+use haskap_model::validate::{is_uri, now_micros};
+use haskap_model::{ErrorKind, NgsiError};
+use haskap_notify::subscription;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::request::{ContextRef, Req, Spec, decode};
+use crate::response::{created, encode_segment, ngsi_json, no_content};
+
+/// Handles every request under `/ngsi-ld/v1/subscriptions`.
+pub async fn dispatch(
+    State(app): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let rest = uri.path().strip_prefix("/ngsi-ld/v1/subscriptions").unwrap_or("").trim_start_matches('/');
+    let id = decode(rest);
+    let q = uri.query();
+    let spec = |params: &'static [&'static str], body_context: bool| Spec { params, geo: false, body_context };
+    match (id.is_empty(), method.clone()) {
+        (true, Method::POST) => {
+            create(Req::parse(&app, &method, &headers, q, body, spec(&["local"], true)).await?).await
+        }
+        (true, Method::GET) => list(
+            Req::parse(
+                &app,
+                &method,
+                &headers,
+                q,
+                body,
+                spec(&["limit", "offset", "count", "local", "options"], false),
+            )
+            .await?,
+        ),
+        (false, Method::GET) => {
+            retrieve(Req::parse(&app, &method, &headers, q, body, spec(&["local", "options"], false)).await?, &id)
+        }
+        (false, Method::PATCH) => {
+            update(Req::parse(&app, &method, &headers, q, body, spec(&["local"], true)).await?, id).await
+        }
+        (false, Method::DELETE) => {
+            delete(Req::parse(&app, &method, &headers, q, body, spec(&["local"], false)).await?, id).await
+        }
+        (true, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, POST")),
+        (false, _) => {
+            Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, PATCH, DELETE"))
+        }
+    }
+}
+
+fn check_id(id: &str) -> ApiResult<()> {
+    if is_uri(id) { Ok(()) } else { Err(ApiError(NgsiError::bad_data(format!("subscription id {id:?} is not a URI")))) }
+}
+
+/// The context a subscription was written in, kept to compile its queries later.
+fn context_of(req: &Req) -> Value {
+    match &req.ctx_ref {
+        ContextRef::Core => json!(CORE_CONTEXT_URL),
+        ContextRef::Url(u) => json!(u),
+        ContextRef::Inline(v) => v.clone(),
+    }
+}
+
+async fn create(req: Req) -> ApiResult<Response> {
+    let now = now_micros();
+    let mut sub = subscription::canonical(req.json(), &req.ctx, false)?;
+    let id = match sub.get("id").and_then(Value::as_str) {
+        Some(id) => id.to_string(),
+        None => format!("urn:ngsi-ld:Subscription:{:x}", now_micros()),
+    };
+    sub.insert("id".into(), json!(id));
+    subscription::check_not_expired(&sub, now)?;
+    if let Some(c) = sub.get("jsonldContext") {
+        req.app.contexts.resolve(c).await?;
+    }
+    sub.insert(subscription::CONTEXT_KEY.into(), context_of(&req));
+    sub.insert("createdAt".into(), json!(now));
+    sub.insert("modifiedAt".into(), json!(now));
+    let tenant = req.tenant.clone();
+    let key = id.clone();
+    req.app
+        .store
+        .write(move |txn| {
+            if txn.subscription(&tenant, &key).is_some() {
+                return Err(NgsiError::exists(format!("subscription {key} already exists")));
+            }
+            txn.put_subscription(&tenant, &key, Some(Value::Object(sub)));
+            Ok(())
+        })
+        .await?
+        .map_err(ApiError)?;
+    Ok(created(&format!("/ngsi-ld/v1/subscriptions/{}", encode_segment(&id))))
+}
+
+fn sys_attrs(req: &Req) -> bool {
+    req.param("options").is_some_and(|o| o.split(',').any(|o| o == "sysAttrs"))
+}
+
+fn list(req: Req) -> ApiResult<Response> {
+    req.require_tenant()?;
+    let limit: usize = req
+        .param("limit")
+        .map_or(Ok(req.app.config.default_page), str::parse)
+        .map_err(|_| ApiError(NgsiError::bad_data("limit must be a non-negative integer")))?;
+    let offset: usize = req
+        .param("offset")
+        .map_or(Ok(0), str::parse)
+        .map_err(|_| ApiError(NgsiError::bad_data("offset must be a non-negative integer")))?;
+    if limit > req.app.config.max_page {
+        return Err(ApiError::new(
+            ErrorKind::TooManyResults,
+            format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
+        ));
+    }
+    let count = req.flag("count")?;
+    let now = now_micros();
+    let (total, page): (usize, Vec<Value>) = req.app.store.read(|state| {
+        let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
+        let page = t
+            .subscriptions
+            .values()
+            .skip(offset)
+            .take(limit)
+            .map(|s| subscription::render(s, &req.ctx, sys_attrs(&req), now))
+            .collect();
+        (t.subscriptions.len(), page)
+    });
+    let mut resp = ngsi_json(&req, StatusCode::OK, Value::Array(page));
+    let mut links = Vec::new();
+    if offset > 0 {
+        links.push(format!(
+            "</ngsi-ld/v1/subscriptions?limit={limit}&offset={}>;rel=\"prev\";type=\"application/ld+json\"",
+            offset.saturating_sub(limit)
+        ));
+    }
+    if offset + limit < total {
+        links.push(format!(
+            "</ngsi-ld/v1/subscriptions?limit={limit}&offset={}>;rel=\"next\";type=\"application/ld+json\"",
+            offset + limit
+        ));
+    }
+    for l in links {
+        if let Ok(v) = HeaderValue::from_str(&l) {
+            resp.headers_mut().append(axum::http::header::LINK, v);
+        }
+    }
+    if count {
+        resp.headers_mut().insert("NGSILD-Results-Count", HeaderValue::from(total));
+    }
+    Ok(resp)
+}
+
+fn retrieve(req: Req, id: &str) -> ApiResult<Response> {
+    check_id(id)?;
+    req.require_tenant()?;
+    let sub = req
+        .app
+        .store
+        .read(|state| state.tenants.get(&req.tenant).and_then(|t| t.subscriptions.get(id).cloned()))
+        .ok_or_else(|| ApiError(NgsiError::not_found(format!("subscription {id} does not exist"))))?;
+    Ok(ngsi_json(&req, StatusCode::OK, subscription::render(&sub, &req.ctx, sys_attrs(&req), now_micros())))
+}
+
+async fn update(req: Req, id: String) -> ApiResult<Response> {
+    check_id(&id)?;
+    let patch = subscription::canonical(req.json(), &req.ctx, true)?;
+    subscription::check_not_expired(&patch, now_micros())?;
+    let tenant = req.tenant.clone();
+    req.app
+        .store
+        .write(move |txn| {
+            let old = txn
+                .subscription(&tenant, &id)
+                .ok_or_else(|| NgsiError::not_found(format!("subscription {id} does not exist")))?;
+            let merged = subscription::merge(&old, patch, now_micros())?;
+            txn.put_subscription(&tenant, &id, Some(merged));
+            Ok(())
+        })
+        .await?
+        .map_err(ApiError)?;
+    Ok(no_content())
+}
+
+async fn delete(req: Req, id: String) -> ApiResult<Response> {
+    check_id(&id)?;
+    let tenant = req.tenant.clone();
+    req.app
+        .store
+        .write(move |txn| {
+            if txn.subscription(&tenant, &id).is_none() {
+                return Err(NgsiError::not_found(format!("subscription {id} does not exist")));
+            }
+            txn.put_subscription(&tenant, &id, None);
+            Ok(())
+        })
+        .await?
+        .map_err(ApiError)?;
+    Ok(no_content())
+}
