@@ -17,6 +17,9 @@ pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// A request's work inside the writer.
 pub(crate) type Job = Box<dyn FnOnce(&mut Txn<'_>) -> Finish + Send>;
 
+/// A (tenant, id) pair.
+type Key = (String, String);
+
 /// A new version of an entity: decoded for later operations of the group, encoded for disk and
 /// readers.
 type Version = (Arc<Entity>, Encoded);
@@ -34,7 +37,7 @@ pub struct Txn<'a> {
     /// Tenants created by this group, in order.
     new_tenants: Vec<String>,
     /// Subscriptions written by this group: `None` is a deletion.
-    subscriptions: Vec<((String, String), Option<Arc<serde_json::Value>>)>,
+    subscriptions: Vec<(Key, Option<Arc<serde_json::Value>>)>,
     pub(crate) stop: bool,
 }
 
