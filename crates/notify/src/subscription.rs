@@ -46,6 +46,7 @@ const MEMBERS: &[&str] = &[
     "sysAttrs",
     "localOnly",
     "timeIntervalStart",
+    "datasetId",
 ];
 
 fn bad(detail: impl Into<String>) -> NgsiError {
@@ -246,6 +247,19 @@ fn notification(v: &Value, ctx: &ActiveContext, patch: bool) -> Result<Value, Ng
     }
     if !patch && !out.contains_key("endpoint") {
         return Err(bad("notification needs an endpoint"));
+    }
+    let list = |k: &str| -> Vec<String> {
+        out.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let (pick, omit) = (list("pick"), list("omit"));
+    if let Some(both) = pick.iter().find(|p| omit.contains(p)) {
+        return Err(bad(format!("{both} is both picked and omitted")));
+    }
+    if (out.contains_key("pick") || out.contains_key("omit")) && out.contains_key("attributes") {
+        return Err(bad("notification.pick and notification.omit cannot be combined with notification.attributes"));
     }
     Ok(Value::Object(out))
 }
