@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod entities;
 pub mod error;
 pub mod ldcontext;
+pub mod notifier;
 mod pending;
 pub mod query;
 pub mod request;
@@ -81,6 +82,10 @@ pub struct AppInner {
     pub contexts: ContextRegistry,
     /// Settings.
     pub config: ApiConfig,
+    /// Notification delivery counters.
+    pub notifier: notifier::Notifier,
+    /// The HTTP client notifications go out with.
+    pub http: reqwest::Client,
 }
 
 /// The shared application state.
@@ -98,8 +103,16 @@ impl AppState {
     /// The state over `store` with `config`.
     pub fn new(store: Store, config: ApiConfig) -> Result<AppState, haskap_model::NgsiError> {
         let contexts = ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
-        Ok(AppState(Arc::new(AppInner { store, contexts, config })))
+        let http = reqwest::Client::builder().build().map_err(|e| haskap_model::NgsiError::internal(e.to_string()))?;
+        let app = AppState(Arc::new(AppInner { store, contexts, config, notifier: Default::default(), http }));
+        Ok(app)
     }
+}
+
+/// Starts the background work of the API: matching committed changes to subscriptions and
+/// sending notifications. Call once, inside the runtime.
+pub fn start_background(app: &AppState) {
+    notifier::spawn(app.clone());
 }
 
 /// The whole HTTP API.

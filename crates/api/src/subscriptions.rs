@@ -172,7 +172,9 @@ fn retrieve(req: Req, id: &str) -> ApiResult<Response> {
         .store
         .read(|state| state.tenants.get(&req.tenant).and_then(|t| t.subscriptions.get(id).cloned()))
         .ok_or_else(|| ApiError(NgsiError::not_found(format!("subscription {id} does not exist"))))?;
-    Ok(ngsi_json(&req, StatusCode::OK, subscription::render(&sub, &req.ctx, sys_attrs(&req), now_micros())))
+    let mut out = subscription::render(&sub, &req.ctx, sys_attrs(&req), now_micros());
+    req.app.notifier.decorate(&req.tenant, &mut out);
+    Ok(ngsi_json(&req, StatusCode::OK, out))
 }
 
 async fn update(req: Req, id: String) -> ApiResult<Response> {

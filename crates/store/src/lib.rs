@@ -67,6 +67,21 @@ impl Default for StoreOptions {
 struct Shared {
     state: RwLock<State>,
     disk: disk::Disk,
+    /// Who hears about committed entity changes (the notifier).
+    listeners: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Arc<Vec<ChangeEvent>>>>>,
+}
+
+/// A committed change of one entity, as listeners hear it after the commit.
+#[derive(Debug, Clone)]
+pub struct ChangeEvent {
+    /// The tenant.
+    pub tenant: String,
+    /// The entity id.
+    pub id: String,
+    /// The entity before the change (`None`: it was created).
+    pub old: Option<Arc<Entity>>,
+    /// The entity after the change (`None`: it was deleted).
+    pub new: Option<Arc<Entity>>,
 }
 
 /// A handle on the store; cheap to clone, shared by all request handlers.
@@ -89,7 +104,7 @@ impl Store {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store loaded"
         );
-        let shared = Arc::new(Shared { state: RwLock::new(state), disk });
+        let shared = Arc::new(Shared { state: RwLock::new(state), disk, listeners: Mutex::new(Vec::new()) });
         let (jobs, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -130,6 +145,13 @@ impl Store {
     /// Runs `f` over the committed state: the read path for queries.
     pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.shared.state.read())
+    }
+
+    /// A feed of committed entity changes, group by group, in commit order.
+    pub fn changes(&self) -> tokio::sync::mpsc::UnboundedReceiver<Arc<Vec<ChangeEvent>>> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.listeners.lock().push(tx);
+        rx
     }
 
     /// Stores a metadata record (e.g. a cached @context) durably.

@@ -10,7 +10,7 @@ use haskap_model::ops::Change;
 
 use crate::disk::Put;
 use crate::state::{Encoded, Keys, State, decode, encode};
-use crate::{Shared, StoreError};
+use crate::{ChangeEvent, Shared, StoreError};
 
 /// Called once the group is committed (or failed), to answer the request.
 pub(crate) type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -133,16 +133,22 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             None => shared.disk.commit(&puts),
         };
         // Index keys before (from the committed version) and after, computed outside the lock.
+        let listening = !shared.listeners.lock().is_empty();
+        let mut events = Vec::new();
         let keys: Vec<(Option<Keys>, Option<Keys>)> = pending
             .iter()
             .map(|((tenant, id), new)| {
-                let old = guard
-                    .tenants
-                    .get(tenant)
-                    .and_then(|t| t.encoded(id))
-                    .and_then(|b| decode(b).ok())
-                    .map(|e| Keys::of(&e));
-                (old, new.as_ref().map(|(e, _)| Keys::of(e)))
+                let old = guard.tenants.get(tenant).and_then(|t| t.encoded(id)).and_then(|b| decode(b).ok());
+                let old_keys = old.as_ref().map(Keys::of);
+                if listening {
+                    events.push(ChangeEvent {
+                        tenant: tenant.clone(),
+                        id: id.clone(),
+                        old: old.map(Arc::new),
+                        new: new.as_ref().map(|(e, _)| e.clone()),
+                    });
+                }
+                (old_keys, new.as_ref().map(|(e, _)| Keys::of(e)))
             })
             .collect();
         drop(puts);
@@ -172,6 +178,10 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                     _ => t.remove(&id, old.as_ref()),
                 }
             }
+        }
+        if committed.is_ok() && !events.is_empty() {
+            let events = Arc::new(events);
+            shared.listeners.lock().retain(|l| l.send(events.clone()).is_ok());
         }
         let mut outcome = Some(committed);
         let n = finishers.len();

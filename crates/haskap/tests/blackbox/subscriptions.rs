@@ -93,3 +93,93 @@ async fn subscriptions_survive_a_restart() {
     s.wait_ready().await;
     assert_eq!(s.get("/subscriptions/urn:x:durable").await.status, 200);
 }
+
+/// A loopback HTTP receiver that keeps every request body it gets.
+async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/notify", listener.local_addr().unwrap().port());
+    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
+    let store = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
+                    let len = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < head_end + 4 + len {
+                        continue;
+                    }
+                    let body = &buf[head_end + 4..head_end + 4 + len];
+                    store.lock().unwrap().push(serde_json::from_slice(body).unwrap_or_default());
+                    let _ = sock.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").await;
+                    buf.clear();
+                }
+            });
+        }
+    });
+    (url, got)
+}
+
+async fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..100 {
+        if got.lock().unwrap().len() >= n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    got.lock().unwrap().clone()
+}
+
+#[tokio::test]
+async fn notifications_reach_the_receiver() {
+    let s = Server::start().await;
+    let (live, got) = receiver().await;
+    let mut sub_live = sub("urn:x:live");
+    sub_live["notification"]["endpoint"]["uri"] = json!(live);
+    assert_eq!(s.post("/subscriptions", &sub_live).await.status, 201);
+    // A dead receiver beside it must not hold the live one back.
+    assert_eq!(s.post("/subscriptions", &sub("urn:x:dead")).await.status, 201);
+
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:1", "type": "EvacuationShelter", "occupancy": 150, "name": "市民会館"});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let n = wait_for(&got, 1).await;
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert_eq!(n[0]["type"], "Notification");
+    assert_eq!(n[0]["subscriptionId"], "urn:x:live");
+    assert_eq!(
+        n[0]["data"][0],
+        json!({"id": "urn:ngsi-ld:EvacuationShelter:1", "type": "EvacuationShelter", "occupancy": 150})
+    );
+
+    // An update that fails q (occupancy>100) is not notified; one that passes is.
+    s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"occupancy": 50})), &[]).await;
+    s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"occupancy": 180})), &[]).await;
+    let n = wait_for(&got, 2).await;
+    assert_eq!(n.len(), 2, "{n:?}");
+    assert_eq!(n[1]["data"][0]["occupancy"], 180);
+    // A change to an attribute that is not watched is not notified.
+    s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"name": "新しい名前"})), &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(got.lock().unwrap().len(), 2);
+    let status = s.get("/subscriptions/urn:x:live").await.json();
+    assert_eq!(status["notification"]["timesSent"], 2);
+    assert_eq!(status["notification"]["status"], "ok");
+}

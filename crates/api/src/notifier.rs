@@ -1,0 +1,294 @@
+//! Sending notifications: every committed entity change is matched against the tenant's
+//! subscriptions and matching subscriptions are notified over HTTP.
+//!
+//! This is the first step of issue 4: matching happens after commit from the store's change
+//! feed, and delivery is attempted a few times with backoff. Not yet: a durable outbox (a
+//! notification owed when the broker stops is lost), MQTT and the live stream, periodic
+//! (`timeInterval`) notifications.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use haskap_model::entity::Entity;
+use haskap_model::jsonld::ActiveContext;
+use haskap_model::render::{Format, RenderOptions, render_entity};
+use haskap_model::validate::{format_micros, now_micros};
+use haskap_notify::subscription::{CONTEXT_KEY, status};
+use haskap_query::types::TypeExpr;
+use haskap_store::ChangeEvent;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// Delivery counters of one subscription.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    /// Notifications delivered.
+    pub times_sent: u64,
+    /// Notifications that could not be delivered.
+    pub times_failed: u64,
+    /// When the last notification was attempted (micros).
+    pub last_notification: Option<i64>,
+    /// When the last one was delivered.
+    pub last_success: Option<i64>,
+    /// When the last one failed.
+    pub last_failure: Option<i64>,
+}
+
+/// Delivery counters by (tenant, subscription id).
+#[derive(Default)]
+pub struct Notifier {
+    stats: Mutex<HashMap<(String, String), Stats>>,
+}
+
+impl Notifier {
+    /// The counters of a subscription, if it ever notified.
+    pub fn stats(&self, tenant: &str, id: &str) -> Option<Stats> {
+        self.stats.lock().get(&(tenant.to_string(), id.to_string())).cloned()
+    }
+
+    /// Adds the counters to a rendered subscription.
+    pub fn decorate(&self, tenant: &str, rendered: &mut Value) {
+        let Some(id) = rendered.get("id").and_then(Value::as_str) else { return };
+        let Some(st) = self.stats(tenant, id) else { return };
+        let Some(Value::Object(n)) = rendered.get_mut("notification") else { return };
+        n.insert("timesSent".into(), json!(st.times_sent));
+        if st.times_failed > 0 {
+            n.insert("timesFailed".into(), json!(st.times_failed));
+        }
+        let stamp = |t: Option<i64>| t.map(format_micros);
+        for (k, v) in [
+            ("lastNotification", stamp(st.last_notification)),
+            ("lastSuccess", stamp(st.last_success)),
+            ("lastFailure", stamp(st.last_failure)),
+        ] {
+            if let Some(v) = v {
+                n.insert(k.into(), json!(v));
+            }
+        }
+        n.insert("status".into(), json!(if st.last_failure > st.last_success { "failed" } else { "ok" }));
+    }
+
+    fn record(&self, tenant: &str, id: &str, ok: bool, at: i64) {
+        let mut all = self.stats.lock();
+        let st = all.entry((tenant.to_string(), id.to_string())).or_default();
+        st.last_notification = Some(at);
+        if ok {
+            st.times_sent += 1;
+            st.last_success = Some(at);
+        } else {
+            st.times_failed += 1;
+            st.last_failure = Some(at);
+        }
+    }
+}
+
+/// Starts matching and delivering for the life of the process.
+pub fn spawn(app: AppState) {
+    let mut rx = app.store.changes();
+    tokio::spawn(async move {
+        while let Some(events) = rx.recv().await {
+            for ev in events.iter() {
+                let subs: Vec<Arc<Value>> = app.store.read(|s| {
+                    s.tenants.get(&ev.tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default()
+                });
+                for sub in subs {
+                    if let Some(trigger) = matches(&app, &sub, ev).await {
+                        tokio::spawn(deliver(app.clone(), sub, ev.clone(), trigger));
+                    }
+                }
+            }
+        }
+    });
+}
+
+async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {
+    match sub.get(CONTEXT_KEY) {
+        Some(c) => app.contexts.resolve(c).await.unwrap_or_else(|_| app.contexts.core()),
+        None => app.contexts.core(),
+    }
+}
+
+/// The trigger under which `sub` is notified of `ev`, if it is.
+async fn matches(app: &AppState, sub: &Value, ev: &ChangeEvent) -> Option<&'static str> {
+    let now = now_micros();
+    if status(sub, now) != "active" || sub.get("timeInterval").is_some() {
+        return None;
+    }
+    let entity = ev.new.as_deref().or(ev.old.as_deref())?;
+    let ctx = context(app, sub).await;
+    if let Some(Value::Array(selectors)) = sub.get("entities") {
+        let selected = selectors.iter().any(|s| {
+            let ty_ok = s.get("type").and_then(Value::as_str).is_some_and(|t| {
+                TypeExpr::parse(t)
+                    .map(|e| e.expand(&|n| if n.contains(':') { n.to_string() } else { ctx.expand(n) }))
+                    .is_ok_and(|e| e.matches(&entity.types))
+            });
+            let id_ok = s.get("id").and_then(Value::as_str).is_none_or(|id| id == entity.id);
+            let pattern_ok = s
+                .get("idPattern")
+                .and_then(Value::as_str)
+                .is_none_or(|p| regex::Regex::new(p).is_ok_and(|r| r.is_match(&entity.id)));
+            ty_ok && id_ok && pattern_ok
+        });
+        if !selected {
+            return None;
+        }
+    }
+    let (trigger, changed) = trigger_of(ev);
+    let triggers: Vec<&str> = match sub.get("notificationTrigger").and_then(Value::as_array) {
+        Some(t) => t.iter().filter_map(Value::as_str).collect(),
+        None => vec!["attributeCreated", "attributeUpdated"],
+    };
+    let fired = match trigger {
+        "entityCreated" => triggers.iter().any(|t| matches!(*t, "entityCreated" | "attributeCreated")),
+        "entityDeleted" => triggers.contains(&"entityDeleted"),
+        _ => triggers.iter().any(|t| *t == "entityUpdated" || changed.iter().any(|(_, kind)| kind == t)),
+    };
+    if !fired {
+        return None;
+    }
+    if let Some(Value::Array(watched)) = sub.get("watchedAttributes") {
+        let names: Vec<&str> = watched.iter().filter_map(Value::as_str).collect();
+        let hit = match trigger {
+            "entityCreated" => entity.attrs.keys().any(|a| names.contains(&a.as_str())),
+            "entityDeleted" => true,
+            _ => changed.iter().any(|(a, _)| names.contains(&a.as_str())),
+        };
+        if !hit {
+            return None;
+        }
+    }
+    if let Some(q) = sub.get("q").and_then(Value::as_str) {
+        let expr = haskap_query::q::parse(q).ok()?;
+        let compiled = haskap_query::eval::compile(&expr, q, &|t| ctx.expand(t)).ok()?;
+        if !compiled.matches(entity) {
+            return None;
+        }
+    }
+    Some(trigger)
+}
+
+/// What happened to the entity, and which attributes changed how.
+fn trigger_of(ev: &ChangeEvent) -> (&'static str, Vec<(String, &'static str)>) {
+    match (&ev.old, &ev.new) {
+        (None, _) => ("entityCreated", Vec::new()),
+        (_, None) => ("entityDeleted", Vec::new()),
+        (Some(old), Some(new)) => {
+            let mut changed = Vec::new();
+            for (name, inst) in &new.attrs {
+                match old.attrs.get(name) {
+                    None => changed.push((name.clone(), "attributeCreated")),
+                    Some(o) if !same_values(o, inst) => changed.push((name.clone(), "attributeUpdated")),
+                    _ => {}
+                }
+            }
+            for name in old.attrs.keys().filter(|n| !new.attrs.contains_key(*n)) {
+                changed.push((name.clone(), "attributeDeleted"));
+            }
+            ("entityUpdated", changed)
+        }
+    }
+}
+
+/// Whether two attribute versions are the same but for their timestamps.
+fn same_values(a: &[haskap_model::Attribute], b: &[haskap_model::Attribute]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            x.value == y.value
+                && x.dataset_id == y.dataset_id
+                && x.sub == y.sub
+                && x.observed_at == y.observed_at
+                && x.kind == y.kind
+        })
+}
+
+async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'static str) {
+    let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { return };
+    let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
+    let endpoint = notification.get("endpoint").cloned().unwrap_or(Value::Null);
+    let uri = endpoint.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
+    let ctx = context(&app, &sub).await;
+    let format = match notification.get("format").and_then(Value::as_str) {
+        Some("keyValues" | "simplified") => Format::KeyValues,
+        Some("concise") => Format::Concise,
+        _ => Format::Normalized,
+    };
+    let attrs = notification
+        .get("attributes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect());
+    let opts = RenderOptions {
+        format,
+        sys_attrs: notification.get("sysAttrs") == Some(&json!(true)),
+        attrs,
+        ..Default::default()
+    };
+    let data = match (&ev.new, trigger) {
+        (Some(e), _) => Value::Object(render_entity(e, &ctx, &opts)),
+        (None, _) => deleted(ev.old.as_deref(), &ctx),
+    };
+    let now = now_micros();
+    let context_url =
+        sub.get(CONTEXT_KEY).and_then(Value::as_str).unwrap_or(haskap_model::builtin::CORE_CONTEXT_URL).to_string();
+    let mut body = json!({
+        "id": format!("urn:ngsi-ld:Notification:{now:x}"),
+        "type": "Notification",
+        "subscriptionId": id,
+        "notifiedAt": format_micros(now),
+        "data": [data],
+    });
+    if ld {
+        body["@context"] = sub.get(CONTEXT_KEY).cloned().unwrap_or(json!(context_url));
+    }
+    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        tracing::warn!(subscription = %id, %uri, "only http and https endpoints are supported yet");
+        app.notifier.record(&ev.tenant, &id, false, now);
+        return;
+    }
+    let mut ok = false;
+    for attempt in 0..3u32 {
+        let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.to_string());
+        rb = if ld {
+            rb.header("Content-Type", "application/ld+json")
+        } else {
+            rb.header("Content-Type", "application/json").header(
+                "Link",
+                format!("<{context_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
+            )
+        };
+        if !ev.tenant.is_empty() {
+            rb = rb.header("NGSILD-Tenant", &ev.tenant);
+        }
+        for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
+            if let (Some(k), Some(v)) =
+                (info.get("key").and_then(Value::as_str), info.get("value").and_then(Value::as_str))
+            {
+                rb = rb.header(k, v);
+            }
+        }
+        match rb.send().await {
+            Ok(r) if r.status().is_success() => {
+                ok = true;
+                break;
+            }
+            Ok(r) => tracing::warn!(subscription = %id, status = r.status().as_u16(), "notification refused"),
+            Err(e) => tracing::warn!(subscription = %id, error = %e, "notification not delivered"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+    }
+    app.notifier.record(&ev.tenant, &id, ok, now);
+}
+
+/// What a notification carries for a deleted entity: its id and type, and when.
+fn deleted(old: Option<&Entity>, ctx: &ActiveContext) -> Value {
+    match old {
+        Some(e) => {
+            json!({"id": e.id, "type": haskap_model::render::render_types(&e.types, ctx), "deletedAt": format_micros(now_micros())})
+        }
+        None => Value::Null,
+    }
+}
