@@ -85,23 +85,55 @@ impl Notifier {
     }
 }
 
-/// Starts matching and delivering for the life of the process.
+/// Most notifications waiting for one subscription; beyond it the oldest are dropped (and
+/// counted as failed), so a dead receiver costs bounded memory.
+const QUEUE: usize = 10_000;
+
+/// One notification waiting in a subscription's queue.
+type Pending = (Arc<Value>, ChangeEvent, &'static str);
+
+/// Starts matching and delivering for the life of the process. Each subscription has its own
+/// queue and worker: notifications of one subscription go out in commit order, and a slow or
+/// dead receiver holds back nobody else.
 pub fn spawn(app: AppState) {
     let mut rx = app.store.changes();
     tokio::spawn(async move {
+        let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
         while let Some(events) = rx.recv().await {
             for ev in events.iter() {
                 let subs: Vec<Arc<Value>> = app.store.read(|s| {
                     s.tenants.get(&ev.tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default()
                 });
                 for sub in subs {
-                    if let Some(trigger) = matches(&app, &sub, ev).await {
-                        tokio::spawn(deliver(app.clone(), sub, ev.clone(), trigger));
+                    let Some(trigger) = matches(&app, &sub, ev).await else { continue };
+                    let Some(id) = sub.get("id").and_then(Value::as_str) else { continue };
+                    let key = (ev.tenant.clone(), id.to_string());
+                    let tx = queues.entry(key.clone()).or_insert_with(|| {
+                        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+                        tokio::spawn(worker(app.clone(), rx));
+                        tx
+                    });
+                    if tx.try_send((sub.clone(), ev.clone(), trigger)).is_err() {
+                        tracing::warn!(subscription = %key.1, "notification queue full; notification dropped");
+                        app.notifier.record(&key.0, &key.1, false, now_micros());
                     }
                 }
             }
         }
     });
+}
+
+/// Delivers one subscription's notifications in order, spacing them by its `throttling`.
+async fn worker(app: AppState, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut last: Option<tokio::time::Instant> = None;
+    while let Some((sub, ev, trigger)) = rx.recv().await {
+        if let (Some(t), Some(prev)) = (sub.get("throttling").and_then(Value::as_f64), last) {
+            let wait = Duration::from_secs_f64(t).saturating_sub(prev.elapsed());
+            tokio::time::sleep(wait).await;
+        }
+        last = Some(tokio::time::Instant::now());
+        deliver(app.clone(), sub, ev, trigger).await;
+    }
 }
 
 async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {

@@ -179,7 +179,14 @@ async fn notifications_reach_the_receiver() {
     s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"name": "新しい名前"})), &[]).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(got.lock().unwrap().len(), 2);
+    // Notifications of one subscription arrive in commit order.
+    for v in 101..=105 {
+        s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"occupancy": v})), &[]).await;
+    }
+    let n = wait_for(&got, 7).await;
+    let order: Vec<i64> = n[2..].iter().map(|x| x["data"][0]["occupancy"].as_i64().unwrap()).collect();
+    assert_eq!(order, vec![101, 102, 103, 104, 105]);
     let status = s.get("/subscriptions/urn:x:live").await.json();
-    assert_eq!(status["notification"]["timesSent"], 2);
+    assert_eq!(status["notification"]["timesSent"], 7);
     assert_eq!(status["notification"]["status"], "ok");
 }
