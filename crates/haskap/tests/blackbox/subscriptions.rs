@@ -186,7 +186,15 @@ async fn notifications_reach_the_receiver() {
     let n = wait_for(&got, 7).await;
     let order: Vec<i64> = n[2..].iter().map(|x| x["data"][0]["occupancy"].as_i64().unwrap()).collect();
     assert_eq!(order, vec![101, 102, 103, 104, 105]);
-    let status = s.get("/subscriptions/urn:x:live").await.json();
+    // The counters are updated once the receiver has answered.
+    let mut status = json!(null);
+    for _ in 0..50 {
+        status = s.get("/subscriptions/urn:x:live").await.json();
+        if status["notification"]["timesSent"] == 7 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert_eq!(status["notification"]["timesSent"], 7);
     assert_eq!(status["notification"]["status"], "ok");
 }
