@@ -139,7 +139,7 @@ async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::
 }
 
 async fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>, n: usize) -> Vec<serde_json::Value> {
-    for _ in 0..100 {
+    for _ in 0..250 {
         if got.lock().unwrap().len() >= n {
             break;
         }
@@ -188,7 +188,7 @@ async fn notifications_reach_the_receiver() {
     assert_eq!(order, vec![101, 102, 103, 104, 105]);
     // The counters are updated once the receiver has answered.
     let mut status = json!(null);
-    for _ in 0..50 {
+    for _ in 0..250 {
         status = s.get("/subscriptions/urn:x:live").await.json();
         if status["notification"]["timesSent"] == 7 {
             break;
