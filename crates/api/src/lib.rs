@@ -57,6 +57,8 @@ pub struct ApiConfig {
     pub context_timeout: Duration,
     /// Version and build, for `/version`.
     pub version: serde_json::Value,
+    /// How long a notification is retried before it is given up.
+    pub notify_horizon: Duration,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +72,7 @@ impl Default for ApiConfig {
             public_url: "http://127.0.0.1:1026".into(),
             context_timeout: Duration::from_secs(3),
             version: json!({}),
+            notify_horizon: Duration::from_secs(300),
         }
     }
 }

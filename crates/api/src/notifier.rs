@@ -1,10 +1,11 @@
 //! Sending notifications: every committed entity change is matched against the tenant's
 //! subscriptions and matching subscriptions are notified over HTTP.
 //!
-//! This is the first step of issue 4: matching happens after commit from the store's change
-//! feed, and delivery is attempted a few times with backoff. Not yet: a durable outbox (a
-//! notification owed when the broker stops is lost), MQTT and the live stream, periodic
-//! (`timeInterval`) notifications.
+//! Matching runs after commit, from the store's change feed. For tenants with subscriptions the
+//! store also logs each change in the same commit; a change is acknowledged only once every
+//! notification it owes is delivered or given up (after the retry horizon), so notifications
+//! owed when the broker stops, even by kill -9, are sent after the restart (at least once).
+//! Not yet: MQTT and the live stream, periodic (`timeInterval`) notifications, showChanges.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -89,50 +90,143 @@ impl Notifier {
 /// counted as failed), so a dead receiver costs bounded memory.
 const QUEUE: usize = 10_000;
 
-/// One notification waiting in a subscription's queue.
-type Pending = (Arc<Value>, ChangeEvent, &'static str);
+/// One notification waiting in a subscription's queue, with the change it is owed for.
+struct Pending {
+    sub: Arc<Value>,
+    ev: ChangeEvent,
+    trigger: &'static str,
+}
 
-/// Starts matching and delivering for the life of the process. Each subscription has its own
-/// queue and worker: notifications of one subscription go out in commit order, and a slow or
-/// dead receiver holds back nobody else.
+/// Which logged changes still owe notifications; what is before the first that does is
+/// acknowledged to the store, so that a restart resends exactly what was not delivered.
+#[derive(Default)]
+struct Tracker {
+    outstanding: Mutex<std::collections::BTreeMap<u64, usize>>,
+    acknowledged: Mutex<u64>,
+}
+
+impl Tracker {
+    fn owe(&self, seq: u64, n: usize) {
+        *self.outstanding.lock().entry(seq).or_default() += n;
+    }
+    fn done(&self, seq: u64) {
+        let mut o = self.outstanding.lock();
+        if let Some(n) = o.get_mut(&seq) {
+            *n = n.saturating_sub(1);
+        }
+    }
+    /// The highest sequence number up to which nothing is owed, if it moved.
+    fn advance(&self) -> Option<u64> {
+        let mut o = self.outstanding.lock();
+        let mut upto = None;
+        while let Some((&seq, &n)) = o.iter().next() {
+            if n > 0 {
+                break;
+            }
+            upto = Some(seq);
+            o.remove(&seq);
+        }
+        let mut acked = self.acknowledged.lock();
+        match upto {
+            Some(u) if u > *acked => {
+                *acked = u;
+                Some(u)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Starts matching and delivering for the life of the process: first the changes whose
+/// notifications were still owed when the broker stopped, then every new commit. Each
+/// subscription has its own queue and worker: its notifications go out in commit order, and a
+/// slow or dead receiver holds back nobody else.
 pub fn spawn(app: AppState) {
     let mut rx = app.store.changes();
+    let owed = app.store.unacknowledged().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "owed notifications could not be read");
+        Vec::new()
+    });
+    let tracker = Arc::new(Tracker::default());
+    let acker = tracker.clone();
+    let store = app.store.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(seq) = acker.advance() {
+                let store = store.clone();
+                let _ = tokio::task::spawn_blocking(move || store.acknowledge(seq)).await;
+            }
+        }
+    });
     tokio::spawn(async move {
         let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
+        let replayed = owed.last().and_then(|e| e.seq).unwrap_or(0);
+        if !owed.is_empty() {
+            tracing::info!(changes = owed.len(), "resending notifications owed before the last stop");
+        }
+        for ev in owed {
+            dispatch(&app, &tracker, &mut queues, ev).await;
+        }
         while let Some(events) = rx.recv().await {
-            for ev in events.iter() {
-                let subs: Vec<Arc<Value>> = app.store.read(|s| {
-                    s.tenants.get(&ev.tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default()
-                });
-                for sub in subs {
-                    let Some(trigger) = matches(&app, &sub, ev).await else { continue };
-                    let Some(id) = sub.get("id").and_then(Value::as_str) else { continue };
-                    let key = (ev.tenant.clone(), id.to_string());
-                    let tx = queues.entry(key.clone()).or_insert_with(|| {
-                        let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
-                        tokio::spawn(worker(app.clone(), rx));
-                        tx
-                    });
-                    if tx.try_send((sub.clone(), ev.clone(), trigger)).is_err() {
-                        tracing::warn!(subscription = %key.1, "notification queue full; notification dropped");
-                        app.notifier.record(&key.0, &key.1, false, now_micros());
-                    }
-                }
+            for ev in events.iter().filter(|e| e.seq.is_none_or(|s| s > replayed)) {
+                dispatch(&app, &tracker, &mut queues, ev.clone()).await;
             }
         }
     });
 }
 
+/// Matches one change against the tenant's subscriptions and queues what it owes.
+async fn dispatch(
+    app: &AppState,
+    tracker: &Arc<Tracker>,
+    queues: &mut HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>>,
+    ev: ChangeEvent,
+) {
+    let subs: Vec<Arc<Value>> = app
+        .store
+        .read(|s| s.tenants.get(&ev.tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default());
+    let mut owed = Vec::new();
+    for sub in subs {
+        if let Some(trigger) = matches(app, &sub, &ev).await {
+            owed.push((sub, trigger));
+        }
+    }
+    if let Some(seq) = ev.seq {
+        tracker.owe(seq, owed.len());
+    }
+    for (sub, trigger) in owed {
+        let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
+        let key = (ev.tenant.clone(), id);
+        let tx = queues.entry(key.clone()).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);
+            tokio::spawn(worker(app.clone(), tracker.clone(), rx));
+            tx
+        });
+        if tx.try_send(Pending { sub, ev: ev.clone(), trigger }).is_err() {
+            tracing::warn!(subscription = %key.1, "notification queue full; notification dropped");
+            app.notifier.record(&key.0, &key.1, false, now_micros());
+            if let Some(seq) = ev.seq {
+                tracker.done(seq);
+            }
+        }
+    }
+}
+
 /// Delivers one subscription's notifications in order, spacing them by its `throttling`.
-async fn worker(app: AppState, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
+async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
     let mut last: Option<tokio::time::Instant> = None;
-    while let Some((sub, ev, trigger)) = rx.recv().await {
-        if let (Some(t), Some(prev)) = (sub.get("throttling").and_then(Value::as_f64), last) {
+    while let Some(p) = rx.recv().await {
+        if let (Some(t), Some(prev)) = (p.sub.get("throttling").and_then(Value::as_f64), last) {
             let wait = Duration::from_secs_f64(t).saturating_sub(prev.elapsed());
             tokio::time::sleep(wait).await;
         }
         last = Some(tokio::time::Instant::now());
-        deliver(app.clone(), sub, ev, trigger).await;
+        let seq = p.ev.seq;
+        deliver(app.clone(), p.sub, p.ev, p.trigger).await;
+        if let Some(seq) = seq {
+            tracker.done(seq);
+        }
     }
 }
 
@@ -282,7 +376,8 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
         return;
     }
     let mut ok = false;
-    for attempt in 0..3u32 {
+    let give_up = tokio::time::Instant::now() + app.config.notify_horizon;
+    for attempt in 0u32.. {
         let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.to_string());
         rb = if ld {
             rb.header("Content-Type", "application/ld+json")
@@ -310,7 +405,11 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
             Ok(r) => tracing::warn!(subscription = %id, status = r.status().as_u16(), "notification refused"),
             Err(e) => tracing::warn!(subscription = %id, error = %e, "notification not delivered"),
         }
-        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+        let backoff = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(30));
+        if tokio::time::Instant::now() + backoff > give_up {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
     }
     app.notifier.record(&ev.tenant, &id, ok, now);
 }

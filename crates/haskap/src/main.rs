@@ -67,6 +67,9 @@ struct ServeArgs {
     /// Largest page size a query may ask for.
     #[arg(long, env = "HASKAP_MAX_PAGE", default_value_t = 1000)]
     max_page: usize,
+    /// How long a notification is retried before it is given up, in seconds.
+    #[arg(long, env = "HASKAP_NOTIFY_HORIZON_S", default_value_t = 300)]
+    notify_horizon_s: u64,
     /// Timeout for fetching a remote @context, in milliseconds.
     #[arg(long, env = "HASKAP_CONTEXT_TIMEOUT_MS", default_value_t = 3000)]
     context_timeout_ms: u64,
@@ -116,6 +119,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_page: args.max_page,
         public_url: args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)),
         context_timeout: Duration::from_millis(args.context_timeout_ms),
+        notify_horizon: Duration::from_secs(args.notify_horizon_s),
         version: serde_json::json!({
             "name": "haskap",
             "version": env!("CARGO_PKG_VERSION"),

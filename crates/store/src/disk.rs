@@ -2,7 +2,9 @@
 //!
 //! Layout (format version 2): keyspace `entities` maps `tenant 0x00 id` to the entity encoded as
 //! MessagePack (the canonical form of `haskap_model::Entity`, see `state::encode`); keyspace `subscriptions` maps `tenant 0x00 id` to a
-//! subscription as JSON (expanded names); keyspace `meta` holds `format`, `tenant/NAME`
+//! subscription as JSON (expanded names); keyspace `changes` is the
+//! change log of tenants that have subscriptions (`seq` big-endian → the entity before and after,
+//! trimmed once notified); keyspace `meta` holds `format`, `tenant/NAME`
 //! markers and other small records such as cached @contexts.
 
 use std::path::Path;
@@ -21,14 +23,28 @@ pub(crate) struct Disk {
     db: Database,
     entities: Keyspace,
     subscriptions: Keyspace,
+    log: Keyspace,
     meta: Keyspace,
 }
 
 /// One change of a committed group, as written to disk.
 pub(crate) enum Put<'a> {
-    Entity { tenant: &'a str, id: &'a str, bytes: Option<&'a [u8]> },
+    Entity {
+        tenant: &'a str,
+        id: &'a str,
+        bytes: Option<&'a [u8]>,
+    },
     Tenant(&'a str),
-    Subscription { tenant: &'a str, id: &'a str, json: Option<Vec<u8>> },
+    Subscription {
+        tenant: &'a str,
+        id: &'a str,
+        json: Option<Vec<u8>>,
+    },
+    /// A record of the change log (see `Disk::log_after`).
+    Log {
+        seq: u64,
+        record: Vec<u8>,
+    },
 }
 
 pub(crate) fn entity_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -47,6 +63,7 @@ impl Disk {
         // Readers are served from memory, so the engine's own buffers are kept small.
         let entities = db.keyspace("entities", || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE))?;
         let subscriptions = db.keyspace("subscriptions", KeyspaceCreateOptions::default)?;
+        let log = db.keyspace("changes", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         match meta.get("format")? {
             None => {
@@ -62,7 +79,7 @@ impl Disk {
                 )));
             }
         }
-        Ok(Disk { db, entities, subscriptions, meta })
+        Ok(Disk { db, entities, subscriptions, log, meta })
     }
 
     /// Reads every tenant and entity into memory.
@@ -118,6 +135,7 @@ impl Disk {
                 Put::Subscription { tenant, id, json: None } => {
                     batch.remove(&self.subscriptions, entity_key(tenant, id))
                 }
+                Put::Log { seq, record } => batch.insert(&self.log, seq.to_be_bytes(), record.as_slice()),
             }
         }
         batch.commit()?;
@@ -144,6 +162,52 @@ impl Disk {
             out.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// The change-log records after `seq`, in order.
+    pub(crate) fn log_after(&self, seq: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.log.range((seq + 1).to_be_bytes()..) {
+            let (k, v) = kv.into_inner()?;
+            let key: [u8; 8] = k.as_ref().try_into().map_err(|_| StoreError::Corrupt("change-log key".into()))?;
+            out.push((u64::from_be_bytes(key), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The sequence number the next change-log record gets.
+    pub(crate) fn next_seq(&self) -> Result<u64, StoreError> {
+        let last = match self.log.last_key_value() {
+            Some(kv) => {
+                let k = kv.key()?;
+                u64::from_be_bytes(k.as_ref().try_into().map_err(|_| StoreError::Corrupt("change-log key".into()))?)
+            }
+            None => self
+                .meta
+                .get("log/cursor")?
+                .and_then(|v| v.as_ref().try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0),
+        };
+        Ok(last + 1)
+    }
+
+    /// Records that every change up to `seq` is dealt with, and forgets those records.
+    pub(crate) fn ack_log(&self, seq: u64) -> Result<(), StoreError> {
+        let mut batch = self.db.batch();
+        batch.insert(&self.meta, "log/cursor", seq.to_be_bytes().as_slice());
+        for kv in self.log.range(..=seq.to_be_bytes()) {
+            let (k, _) = kv.into_inner()?;
+            batch.remove(&self.log, k);
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
+    /// The last change-log record dealt with.
+    pub(crate) fn log_cursor(&self) -> Result<u64, StoreError> {
+        Ok(self.meta.get("log/cursor")?.and_then(|v| v.as_ref().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
     }
 
     pub(crate) fn sync(&self) -> Result<(), StoreError> {

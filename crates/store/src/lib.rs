@@ -67,6 +67,8 @@ impl Default for StoreOptions {
 struct Shared {
     state: RwLock<State>,
     disk: disk::Disk,
+    /// The sequence number of the next change-log record.
+    next_seq: std::sync::atomic::AtomicU64,
     /// Who hears about committed entity changes (the notifier).
     listeners: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Arc<Vec<ChangeEvent>>>>>,
 }
@@ -74,6 +76,9 @@ struct Shared {
 /// A committed change of one entity, as listeners hear it after the commit.
 #[derive(Debug, Clone)]
 pub struct ChangeEvent {
+    /// The change-log sequence number, for changes in tenants with subscriptions (see
+    /// [`Store::unacknowledged`] and [`Store::acknowledge`]).
+    pub seq: Option<u64>,
     /// The tenant.
     pub tenant: String,
     /// The entity id.
@@ -104,7 +109,8 @@ impl Store {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "store loaded"
         );
-        let shared = Arc::new(Shared { state: RwLock::new(state), disk, listeners: Mutex::new(Vec::new()) });
+        let next_seq = std::sync::atomic::AtomicU64::new(disk.next_seq()?);
+        let shared = Arc::new(Shared { state: RwLock::new(state), disk, next_seq, listeners: Mutex::new(Vec::new()) });
         let (jobs, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -152,6 +158,25 @@ impl Store {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         self.shared.listeners.lock().push(tx);
         rx
+    }
+
+    /// The logged changes not acknowledged yet (owed notifications after a restart), in order.
+    pub fn unacknowledged(&self) -> Result<Vec<ChangeEvent>, StoreError> {
+        let cursor = self.shared.disk.log_cursor()?;
+        let mut out = Vec::new();
+        for (seq, bytes) in self.shared.disk.log_after(cursor)? {
+            let (tenant, id, old, new): (String, String, Option<Vec<u8>>, Option<Vec<u8>>) =
+                rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("change-log record: {e}")))?;
+            let old = old.map(|b| decode(&b)).transpose()?.map(Arc::new);
+            let new = new.map(|b| decode(&b)).transpose()?.map(Arc::new);
+            out.push(ChangeEvent { seq: Some(seq), tenant, id, old, new });
+        }
+        Ok(out)
+    }
+
+    /// Records durably that every logged change up to `seq` is dealt with.
+    pub fn acknowledge(&self, seq: u64) -> Result<(), StoreError> {
+        self.shared.disk.ack_log(seq)
     }
 
     /// Stores a metadata record (e.g. a cached @context) durably.

@@ -128,29 +128,39 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             id,
             bytes: e.as_ref().map(|(_, b)| &**b),
         }));
+        // Index keys before (from the committed version) and after; change events for listeners;
+        // and, for tenants with subscriptions, change-log records committed with the group so that
+        // notifications owed survive a crash.
+        let listening = !shared.listeners.lock().is_empty();
+        let mut events = Vec::new();
+        let mut keys: Vec<(Option<Keys>, Option<Keys>)> = Vec::with_capacity(pending.len());
+        for ((tenant, id), new) in &pending {
+            let committed_old = guard.tenants.get(tenant).and_then(|t| t.encoded(id));
+            let old = committed_old.and_then(|b| decode(b).ok());
+            keys.push((old.as_ref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e))));
+            let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
+            let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            if let Some(seq) = seq {
+                let record = (tenant, id, committed_old.map(|b| b.to_vec()), new.as_ref().map(|(_, b)| b.to_vec()));
+                match rmp_serde::to_vec(&record) {
+                    Ok(record) => puts.push(Put::Log { seq, record }),
+                    Err(e) => tracing::error!(error = %e, "change-log record not encoded"),
+                }
+            }
+            if listening {
+                events.push(ChangeEvent {
+                    seq,
+                    tenant: tenant.clone(),
+                    id: id.clone(),
+                    old: old.map(Arc::new),
+                    new: new.as_ref().map(|(e, _)| e.clone()),
+                });
+            }
+        }
         let committed = match failed {
             Some(e) => Err(e),
             None => shared.disk.commit(&puts),
         };
-        // Index keys before (from the committed version) and after, computed outside the lock.
-        let listening = !shared.listeners.lock().is_empty();
-        let mut events = Vec::new();
-        let keys: Vec<(Option<Keys>, Option<Keys>)> = pending
-            .iter()
-            .map(|((tenant, id), new)| {
-                let old = guard.tenants.get(tenant).and_then(|t| t.encoded(id)).and_then(|b| decode(b).ok());
-                let old_keys = old.as_ref().map(Keys::of);
-                if listening {
-                    events.push(ChangeEvent {
-                        tenant: tenant.clone(),
-                        id: id.clone(),
-                        old: old.map(Arc::new),
-                        new: new.as_ref().map(|(e, _)| e.clone()),
-                    });
-                }
-                (old_keys, new.as_ref().map(|(e, _)| Keys::of(e)))
-            })
-            .collect();
         drop(puts);
         drop(guard);
         if let Err(e) = &committed {

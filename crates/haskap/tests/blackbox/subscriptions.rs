@@ -96,8 +96,13 @@ async fn subscriptions_survive_a_restart() {
 
 /// A loopback HTTP receiver that keeps every request body it gets.
 async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    receiver_on(0).await
+}
+
+/// A receiver on a given port (0: any free one).
+async fn receiver_on(port: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
     let url = format!("http://127.0.0.1:{}/notify", listener.local_addr().unwrap().port());
     let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
     let store = got.clone();
@@ -197,4 +202,36 @@ async fn notifications_reach_the_receiver() {
     }
     assert_eq!(status["notification"]["timesSent"], 7);
     assert_eq!(status["notification"]["status"], "ok");
+}
+
+#[tokio::test]
+async fn notifications_owed_survive_kill_9() {
+    let mut s = Server::start().await;
+    // The receiver is down at first: its port is chosen but nobody listens.
+    let port = crate::util::free_port();
+    let mut sub_down = sub("urn:x:later");
+    sub_down["notification"]["endpoint"]["uri"] = json!(format!("http://127.0.0.1:{port}/notify"));
+    assert_eq!(s.post("/subscriptions", &sub_down).await.status, 201);
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:k9", "type": "EvacuationShelter", "occupancy": 300});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    // The receiver comes up, then the broker restarts and sends what it owed.
+    let (_, got) = receiver_on(port).await;
+    let broker_port = s.base.rsplit(':').next().unwrap().parse().unwrap();
+    s.child = crate::util::spawn(s.dir.path(), broker_port, &[]);
+    s.wait_ready().await;
+    let n = wait_for(&got, 1).await;
+    assert!(!n.is_empty(), "the owed notification was not sent after the restart");
+    assert_eq!(n[0]["data"][0]["id"], "urn:ngsi-ld:EvacuationShelter:k9");
+    assert_eq!(n[0]["subscriptionId"], "urn:x:later");
+    // Once delivered, it is acknowledged: another crash and restart sends nothing again.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    s.child = crate::util::spawn(s.dir.path(), broker_port, &[]);
+    s.wait_ready().await;
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    assert_eq!(got.lock().unwrap().len(), 1, "a delivered notification was sent again");
 }
