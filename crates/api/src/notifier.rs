@@ -159,6 +159,7 @@ pub fn spawn(app: AppState) {
             }
         }
     });
+    tokio::spawn(periodic(app.clone()));
     tokio::spawn(async move {
         let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
         let replayed = owed.last().and_then(|e| e.seq).unwrap_or(0);
@@ -174,6 +175,69 @@ pub fn spawn(app: AppState) {
             }
         }
     });
+}
+
+/// Sends the notifications of subscriptions with a `timeInterval`: every entity they select, each
+/// time their interval has passed.
+async fn periodic(app: AppState) {
+    let mut last: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = now_micros();
+        let subs: Vec<(String, Arc<Value>)> = app.store.read(|s| {
+            s.tenants
+                .iter()
+                .flat_map(|(t, ten)| ten.subscriptions.values().map(move |v| (t.clone(), v.clone())))
+                .filter(|(_, v)| v.get("timeInterval").is_some() && status(v, now) == "active")
+                .collect()
+        });
+        for (tenant, sub) in subs {
+            let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
+            let every =
+                Duration::from_secs_f64(sub.get("timeInterval").and_then(Value::as_f64).unwrap_or(60.0).max(0.1));
+            let key = (tenant.clone(), id);
+            if last.get(&key).is_some_and(|t| t.elapsed() < every) {
+                continue;
+            }
+            last.insert(key, tokio::time::Instant::now());
+            let ctx = context(&app, &sub).await;
+            let opts = render_options(&sub);
+            let q = sub.get("q").and_then(Value::as_str).and_then(|q| {
+                let expr = haskap_query::q::parse(q).ok()?;
+                haskap_query::eval::compile(&expr, q, &|t| ctx.expand(t)).ok()
+            });
+            let data: Vec<Value> = app.store.read(|s| {
+                let Some(t) = s.tenants.get(&tenant) else { return Vec::new() };
+                t.iter()
+                    .filter(|e| selected(&sub, e, &ctx) && q.as_ref().is_none_or(|q| q.matches(e)))
+                    .take(1000)
+                    .map(|e| Value::Object(render_entity(&e, &ctx, &opts)))
+                    .collect()
+            });
+            if !data.is_empty() {
+                let app = app.clone();
+                tokio::spawn(async move { send(&app, &sub, &tenant, data).await });
+            }
+        }
+    }
+}
+
+/// Whether an entity is selected by a subscription's `entities` (all are, without it).
+fn selected(sub: &Value, entity: &Entity, ctx: &ActiveContext) -> bool {
+    let Some(Value::Array(selectors)) = sub.get("entities") else { return true };
+    selectors.iter().any(|s| {
+        let ty_ok = s.get("type").and_then(Value::as_str).is_some_and(|t| {
+            TypeExpr::parse(t)
+                .map(|e| e.expand(&|n| if n.contains(':') { n.to_string() } else { ctx.expand(n) }))
+                .is_ok_and(|e| e.matches(&entity.types))
+        });
+        let id_ok = s.get("id").and_then(Value::as_str).is_none_or(|id| id == entity.id);
+        let pattern_ok = s
+            .get("idPattern")
+            .and_then(Value::as_str)
+            .is_none_or(|p| regex::Regex::new(p).is_ok_and(|r| r.is_match(&entity.id)));
+        ty_ok && id_ok && pattern_ok
+    })
 }
 
 /// Matches one change against the tenant's subscriptions and queues what it owes.
@@ -245,23 +309,8 @@ async fn matches(app: &AppState, sub: &Value, ev: &ChangeEvent) -> Option<&'stat
     }
     let entity = ev.new.as_deref().or(ev.old.as_deref())?;
     let ctx = context(app, sub).await;
-    if let Some(Value::Array(selectors)) = sub.get("entities") {
-        let selected = selectors.iter().any(|s| {
-            let ty_ok = s.get("type").and_then(Value::as_str).is_some_and(|t| {
-                TypeExpr::parse(t)
-                    .map(|e| e.expand(&|n| if n.contains(':') { n.to_string() } else { ctx.expand(n) }))
-                    .is_ok_and(|e| e.matches(&entity.types))
-            });
-            let id_ok = s.get("id").and_then(Value::as_str).is_none_or(|id| id == entity.id);
-            let pattern_ok = s
-                .get("idPattern")
-                .and_then(Value::as_str)
-                .is_none_or(|p| regex::Regex::new(p).is_ok_and(|r| r.is_match(&entity.id)));
-            ty_ok && id_ok && pattern_ok
-        });
-        if !selected {
-            return None;
-        }
+    if !selected(sub, entity, &ctx) {
+        return None;
     }
     let (trigger, changed) = trigger_of(ev);
     let triggers: Vec<&str> = match sub.get("notificationTrigger").and_then(Value::as_array) {
@@ -331,13 +380,9 @@ fn same_values(a: &[haskap_model::Attribute], b: &[haskap_model::Attribute]) -> 
         })
 }
 
-async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'static str) {
-    let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { return };
+/// How a subscription wants entities rendered in its notifications.
+fn render_options(sub: &Value) -> RenderOptions {
     let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
-    let endpoint = notification.get("endpoint").cloned().unwrap_or(Value::Null);
-    let uri = endpoint.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
-    let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
-    let ctx = context(&app, &sub).await;
     let format = match notification.get("format").and_then(Value::as_str) {
         Some("keyValues" | "simplified") => Format::KeyValues,
         Some("concise") => Format::Concise,
@@ -347,16 +392,27 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
         .get("attributes")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect());
-    let opts = RenderOptions {
-        format,
-        sys_attrs: notification.get("sysAttrs") == Some(&json!(true)),
-        attrs,
-        ..Default::default()
+    RenderOptions { format, sys_attrs: notification.get("sysAttrs") == Some(&json!(true)), attrs, ..Default::default() }
+}
+
+/// Notifies `sub` of one entity change.
+async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, _trigger: &'static str) {
+    let ctx = context(&app, &sub).await;
+    let data = match &ev.new {
+        Some(e) => Value::Object(render_entity(e, &ctx, &render_options(&sub))),
+        None => deleted(ev.old.as_deref(), &ctx),
     };
-    let data = match (&ev.new, trigger) {
-        (Some(e), _) => Value::Object(render_entity(e, &ctx, &opts)),
-        (None, _) => deleted(ev.old.as_deref(), &ctx),
-    };
+    send(&app, &sub, &ev.tenant, vec![data]).await;
+}
+
+/// POSTs a Notification with `data` to the subscription's endpoint, retrying up to the horizon,
+/// and records the outcome.
+async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
+    let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { return };
+    let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
+    let endpoint = notification.get("endpoint").cloned().unwrap_or(Value::Null);
+    let uri = endpoint.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
+    let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
     let now = now_micros();
     let context_url =
         sub.get(CONTEXT_KEY).and_then(Value::as_str).unwrap_or(haskap_model::builtin::CORE_CONTEXT_URL).to_string();
@@ -365,14 +421,14 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
         "type": "Notification",
         "subscriptionId": id,
         "notifiedAt": format_micros(now),
-        "data": [data],
+        "data": data,
     });
     if ld {
         body["@context"] = sub.get(CONTEXT_KEY).cloned().unwrap_or(json!(context_url));
     }
     if !(uri.starts_with("http://") || uri.starts_with("https://")) {
         tracing::warn!(subscription = %id, %uri, "only http and https endpoints are supported yet");
-        app.notifier.record(&ev.tenant, &id, false, now);
+        app.notifier.record(tenant, &id, false, now);
         return;
     }
     let mut ok = false;
@@ -387,8 +443,8 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
                 format!("<{context_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
             )
         };
-        if !ev.tenant.is_empty() {
-            rb = rb.header("NGSILD-Tenant", &ev.tenant);
+        if !tenant.is_empty() {
+            rb = rb.header("NGSILD-Tenant", tenant);
         }
         for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
             if let (Some(k), Some(v)) =
@@ -411,7 +467,7 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, trigger: &'sta
         }
         tokio::time::sleep(backoff).await;
     }
-    app.notifier.record(&ev.tenant, &id, ok, now);
+    app.notifier.record(tenant, &id, ok, now);
 }
 
 /// What a notification carries for a deleted entity: its id and type, and when.

@@ -235,3 +235,23 @@ async fn notifications_owed_survive_kill_9() {
     tokio::time::sleep(std::time::Duration::from_millis(800)).await;
     assert_eq!(got.lock().unwrap().len(), 1, "a delivered notification was sent again");
 }
+
+#[tokio::test]
+async fn periodic_notifications() {
+    let s = Server::start().await;
+    let (url, got) = receiver().await;
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:p", "type": "EvacuationShelter", "occupancy": 10});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let periodic = json!({
+        "id": "urn:x:every-second", "type": "Subscription", "timeInterval": 1,
+        "entities": [{"type": "EvacuationShelter"}],
+        "notification": {"format": "keyValues", "endpoint": {"uri": url}}
+    });
+    assert_eq!(s.post("/subscriptions", &periodic).await.status, 201);
+    let n = wait_for(&got, 2).await;
+    assert!(n.len() >= 2, "{n:?}");
+    assert_eq!(
+        n[1]["data"],
+        json!([{"id": "urn:ngsi-ld:EvacuationShelter:p", "type": "EvacuationShelter", "occupancy": 10}])
+    );
+}
