@@ -398,11 +398,53 @@ fn render_options(sub: &Value) -> RenderOptions {
 /// Notifies `sub` of one entity change.
 async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, _trigger: &'static str) {
     let ctx = context(&app, &sub).await;
+    let opts = render_options(&sub);
     let data = match &ev.new {
-        Some(e) => Value::Object(render_entity(e, &ctx, &render_options(&sub))),
+        Some(e) => {
+            let mut m = render_entity(e, &ctx, &opts);
+            let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
+            if let (true, Some(old), Format::Normalized) = (show, ev.old.as_deref(), opts.format) {
+                show_changes(&mut m, old, e, &ctx, &opts);
+            }
+            Value::Object(m)
+        }
         None => deleted(ev.old.as_deref(), &ctx),
     };
     send(&app, &sub, &ev.tenant, vec![data]).await;
+}
+
+/// Adds the previous values (`previousValue`, `previousObject`, ...) of changed attributes to a
+/// rendered entity, and shows deleted attributes as `urn:ngsi-ld:null` with their previous value.
+fn show_changes(
+    m: &mut serde_json::Map<String, Value>,
+    old: &Entity,
+    new: &Entity,
+    ctx: &ActiveContext,
+    opts: &RenderOptions,
+) {
+    for (name, before) in &old.attrs {
+        if opts.attrs.as_ref().is_some_and(|a| !a.contains(name)) {
+            continue;
+        }
+        let Some(b) = before.first() else { continue };
+        let key = b.kind.value_key();
+        let previous = format!("previous{}{}", key[..1].to_uppercase(), &key[1..]);
+        let key_name = ctx.compact(name);
+        match new.attrs.get(name).and_then(|a| a.first()) {
+            None => {
+                m.insert(
+                    key_name,
+                    json!({"type": b.kind.name(), key: haskap_model::parse::NGSI_LD_NULL, previous: b.value}),
+                );
+            }
+            Some(a) if a.value != b.value => {
+                if let Some(Value::Object(attr)) = m.get_mut(&key_name) {
+                    attr.insert(previous, b.value.clone());
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// POSTs a Notification with `data` to the subscription's endpoint, retrying up to the horizon,

@@ -255,3 +255,26 @@ async fn periodic_notifications() {
         json!([{"id": "urn:ngsi-ld:EvacuationShelter:p", "type": "EvacuationShelter", "occupancy": 10}])
     );
 }
+
+#[tokio::test]
+async fn notifications_show_changes() {
+    let s = Server::start().await;
+    let (url, got) = receiver().await;
+    let shelter =
+        json!({"id": "urn:ngsi-ld:EvacuationShelter:c", "type": "EvacuationShelter", "occupancy": 10, "open": true});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let changes = json!({
+        "id": "urn:x:changes", "type": "Subscription", "entities": [{"type": "EvacuationShelter"}],
+        "notificationTrigger": ["attributeUpdated", "attributeDeleted"],
+        "notification": {"showChanges": true, "endpoint": {"uri": url}}
+    });
+    assert_eq!(s.post("/subscriptions", &changes).await.status, 201);
+    s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:c/attrs", Some(&json!({"occupancy": 20})), &[]).await;
+    s.call("DELETE", "/entities/urn:ngsi-ld:EvacuationShelter:c/attrs/open", None, &[]).await;
+    let n = wait_for(&got, 2).await;
+    assert_eq!(n[0]["data"][0]["occupancy"], json!({"type": "Property", "value": 20, "previousValue": 10}));
+    assert_eq!(
+        n[1]["data"][0]["open"],
+        json!({"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": true})
+    );
+}
