@@ -18,6 +18,7 @@ pub mod query;
 pub mod request;
 pub mod response;
 mod server;
+pub mod stream;
 pub mod subscriptions;
 pub mod view;
 
@@ -146,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ngsi-ld/v1/attributes", any(discovery::dispatch))
         .route("/ngsi-ld/v1/attributes/", any(discovery::dispatch))
         .route("/ngsi-ld/v1/attributes/{*rest}", any(discovery::dispatch))
+        .route("/haskap/v1/stream", get(stream::open))
         .fallback(not_found)
         .layer(middleware::from_fn(finish))
         .with_state(state)

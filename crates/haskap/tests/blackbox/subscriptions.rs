@@ -278,3 +278,30 @@ async fn notifications_show_changes() {
         json!({"type": "Property", "value": "urn:ngsi-ld:null", "previousValue": true})
     );
 }
+
+#[tokio::test]
+async fn live_stream_of_changes() {
+    let s = Server::start().await;
+    let mut resp =
+        s.client.get(format!("{}/haskap/v1/stream?type=Alert&options=keyValues", s.base)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let first = resp.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("haskap stream"));
+    assert_eq!(s.post("/entities", &json!({"id": "urn:ngsi-ld:Park:quiet", "type": "Park"})).await.status, 201);
+    let alert =
+        json!({"id": "urn:ngsi-ld:Alert:tsunami-1", "type": "Alert", "category": "tsunami", "severity": "high"});
+    assert_eq!(s.post("/entities", &alert).await.status, 201);
+    let mut text = String::new();
+    while !text.contains("tsunami-1") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(3), resp.chunk())
+            .await
+            .expect("no event within 3 s")
+            .unwrap()
+            .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(text.contains("event: notification"), "{text}");
+    assert!(!text.contains("urn:ngsi-ld:Park:quiet"), "other types are not streamed: {text}");
+    assert!(text.contains("\"severity\":\"high\""), "{text}");
+}
