@@ -468,8 +468,41 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     if ld {
         body["@context"] = sub.get(CONTEXT_KEY).cloned().unwrap_or(json!(context_url));
     }
+    if uri.starts_with("mqtt://") {
+        let qos = endpoint
+            .get("notifierInfo")
+            .and_then(Value::as_array)
+            .and_then(|i| i.iter().find(|kv| kv.get("key").and_then(Value::as_str) == Some("MQTT-QoS")))
+            .and_then(|kv| kv.get("value").and_then(Value::as_str).and_then(|v| v.parse::<u8>().ok()))
+            .unwrap_or(0);
+        let mut metadata = json!({"Content-Type": if ld { "application/ld+json" } else { "application/json" }});
+        if !ld {
+            metadata["Link"] = json!(format!(
+                "<{context_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
+            ));
+        }
+        let payload = json!({"metadata": metadata, "body": body}).to_string().into_bytes();
+        let mut ok = false;
+        let give_up = tokio::time::Instant::now() + app.config.notify_horizon;
+        for attempt in 0u32.. {
+            match publish_mqtt(&uri, qos, payload.clone()).await {
+                Ok(()) => {
+                    ok = true;
+                    break;
+                }
+                Err(e) => tracing::warn!(subscription = %id, error = %e, "MQTT notification not delivered"),
+            }
+            let backoff = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(30));
+            if tokio::time::Instant::now() + backoff > give_up {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+        }
+        app.notifier.record(tenant, &id, ok, now);
+        return;
+    }
     if !(uri.starts_with("http://") || uri.starts_with("https://")) {
-        tracing::warn!(subscription = %id, %uri, "only http and https endpoints are supported yet");
+        tracing::warn!(subscription = %id, %uri, "only http, https and mqtt endpoints are supported");
         app.notifier.record(tenant, &id, false, now);
         return;
     }
@@ -510,6 +543,49 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         tokio::time::sleep(backoff).await;
     }
     app.notifier.record(tenant, &id, ok, now);
+}
+
+/// Publishes one message to `mqtt://[user:password@]host[:port]/topic` and waits until the broker
+/// has it (PUBACK for QoS 1, PUBCOMP for QoS 2).
+async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>) -> Result<(), String> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+    let rest = uri.strip_prefix("mqtt://").ok_or("not an mqtt:// URI")?;
+    let (authority, topic) = rest.split_once('/').ok_or("the URI has no topic")?;
+    let (creds, hostport) = match authority.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, authority),
+    };
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse().map_err(|_| "bad port")?),
+        None => (hostport, 1883),
+    };
+    let mut opts = MqttOptions::new(format!("haskap-{:x}", now_micros()), host, port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    if let Some((user, password)) = creds.and_then(|c| c.split_once(':')) {
+        opts.set_credentials(user, password);
+    }
+    let level = match qos {
+        2 => QoS::ExactlyOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::AtMostOnce,
+    };
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    client.publish(topic, level, false, payload).await.map_err(|e| e.to_string())?;
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match events.poll().await {
+                Ok(Event::Outgoing(Outgoing::Publish(_))) if level == QoS::AtMostOnce => return Ok(()),
+                Ok(Event::Incoming(Packet::PubAck(_))) if level == QoS::AtLeastOnce => return Ok(()),
+                Ok(Event::Incoming(Packet::PubComp(_))) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    })
+    .await
+    .map_err(|_| "the MQTT broker did not answer in time".to_string())?;
+    let _ = client.disconnect().await;
+    done
 }
 
 /// What a notification carries for a deleted entity: its id and type, and when.

@@ -305,3 +305,40 @@ async fn live_stream_of_changes() {
     assert!(!text.contains("urn:ngsi-ld:Park:quiet"), "other types are not streamed: {text}");
     assert!(text.contains("\"severity\":\"high\""), "{text}");
 }
+
+#[tokio::test]
+async fn notifications_over_mqtt_through_mosquitto() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let s = Server::start().await;
+    let topic = format!("haskap/test/{}", crate::util::free_port());
+    let mut opts = MqttOptions::new(format!("haskap-test-{}", crate::util::free_port()), "127.0.0.1", 1883);
+    opts.set_keep_alive(std::time::Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    client.subscribe(&topic, QoS::AtLeastOnce).await.unwrap();
+    // Wait for the subscription to be in place.
+    loop {
+        if let Event::Incoming(Packet::SubAck(_)) = events.poll().await.expect("Mosquitto must run on 127.0.0.1:1883") {
+            break;
+        }
+    }
+    let mut mqtt_sub = sub("urn:x:mqtt");
+    mqtt_sub["notification"]["endpoint"] =
+        json!({"uri": format!("mqtt://127.0.0.1:1883/{topic}"), "notifierInfo": [{"key": "MQTT-QoS", "value": "1"}]});
+    assert_eq!(s.post("/subscriptions", &mqtt_sub).await.status, 201);
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:mqtt", "type": "EvacuationShelter", "occupancy": 120});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let message = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = events.poll().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("no MQTT notification within 10 s");
+    assert_eq!(message.topic, topic);
+    let v: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(v["metadata"]["Content-Type"], "application/json");
+    assert_eq!(v["body"]["subscriptionId"], "urn:x:mqtt");
+    assert_eq!(v["body"]["data"][0]["id"], "urn:ngsi-ld:EvacuationShelter:mqtt");
+}
