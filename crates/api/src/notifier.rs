@@ -69,7 +69,11 @@ impl Notifier {
                 n.insert(k.into(), json!(v));
             }
         }
-        n.insert("status".into(), json!(if st.last_failure > st.last_success { "failed" } else { "ok" }));
+        let failing = st.last_failure > st.last_success;
+        n.insert("status".into(), json!(if failing { "failed" } else { "ok" }));
+        if failing && rendered.get("status") == Some(&json!("active")) {
+            rendered["status"] = json!("failed");
+        }
     }
 
     fn record(&self, tenant: &str, id: &str, ok: bool, at: i64) {
@@ -294,8 +298,10 @@ async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc:
     }
 }
 
+/// The @context a subscription's names and notifications are in: its `jsonldContext` if it has
+/// one, else the one it was created with.
 async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {
-    match sub.get(CONTEXT_KEY) {
+    match sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY)) {
         Some(c) => app.contexts.resolve(c).await.unwrap_or_else(|_| app.contexts.core()),
         None => app.contexts.core(),
     }
@@ -340,6 +346,25 @@ async fn matches(app: &AppState, sub: &Value, ev: &ChangeEvent) -> Option<&'stat
         let expr = haskap_query::q::parse(q).ok()?;
         let compiled = haskap_query::eval::compile(&expr, q, &|t| ctx.expand(t)).ok()?;
         if !compiled.matches(entity) {
+            return None;
+        }
+    }
+    if let Some(scope) = sub.get("scopeQ").and_then(Value::as_str) {
+        let expr = TypeExpr::parse(scope).ok()?;
+        if !haskap_query::filter::scope_matches(&expr, entity.scope.as_deref().unwrap_or(&[])) {
+            return None;
+        }
+    }
+    if let Some(g) = sub.get("geoQ") {
+        let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default();
+        let coords = match g.get("coordinates") {
+            Some(Value::String(c)) => serde_json::from_str(c).unwrap_or(Value::Null),
+            Some(c) => c.clone(),
+            None => Value::Null,
+        };
+        let property = ctx.expand(g.get("geoproperty").and_then(Value::as_str).unwrap_or("location"));
+        let query = haskap_query::geo::GeoQuery::new(text("georel"), text("geometry"), &coords, property).ok()?;
+        if !query.matches(entity) {
             return None;
         }
     }
