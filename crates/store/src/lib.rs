@@ -283,3 +283,46 @@ mod tests {
         assert!(err.to_string().contains("999"), "{err}");
     }
 }
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use haskap_model::ops::Change;
+    use haskap_query::filter::Filter;
+    use haskap_query::geo::GeoQuery;
+
+    fn at(id: &str, lon: f64, n: i64) -> Entity {
+        let core =
+            haskap_model::jsonld::ActiveContext::core(&serde_json::json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
+        let p = haskap_model::parse::Parser { ctx: &core, now: n, limits: Default::default() };
+        p.entity(&serde_json::json!({"id": id, "type": "T", "n": n, "location": {"type": "Point", "coordinates": [lon, 42.0]}})).unwrap()
+    }
+
+    fn near(store: &Store, lon: f64) -> Vec<u32> {
+        let q =
+            GeoQuery::new("near;maxDistance==10", "Point", &serde_json::json!([lon, 42.0]), "urn:v:location".into())
+                .unwrap();
+        let f = Filter { geo: Some(q), ..Default::default() };
+        store.read(|s| s.tenants[""].select(&f).0.iter().collect())
+    }
+
+    /// Regression (issue 3 bench): updating an entity moved all its index entries, and R-tree
+    /// removals among co-located entities cost O(n); only what changes moves now.
+    #[tokio::test]
+    async fn updates_move_only_changed_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        for (id, n) in [("urn:a", 1), ("urn:b", 2)] {
+            let e = at(id, 141.0, n);
+            store.write(move |txn| txn.apply("", id, Change::Put(e))).await.unwrap();
+        }
+        assert_eq!(near(&store, 141.0).len(), 2);
+        let e = at("urn:a", 141.0, 3);
+        store.write(move |txn| txn.apply("", "urn:a", Change::Put(e))).await.unwrap();
+        assert_eq!(near(&store, 141.0).len(), 2, "an update that keeps the location keeps one entry");
+        let e = at("urn:a", 142.0, 4);
+        store.write(move |txn| txn.apply("", "urn:a", Change::Put(e))).await.unwrap();
+        assert_eq!(near(&store, 141.0).len(), 1, "a move leaves the old place");
+        assert_eq!(near(&store, 142.0).len(), 1, "and arrives at the new one");
+    }
+}

@@ -220,7 +220,14 @@ impl Tenant {
         let slot = match self.by_id.get(id) {
             Some(&s) => {
                 if let Some(old) = old {
-                    self.unindex(s, old);
+                    // Only what changed moves: R-tree removals are costly where many entities
+                    // share a location.
+                    let gone = Keys {
+                        types: old.types.iter().filter(|t| !new.types.contains(t)).cloned().collect(),
+                        attrs: old.attrs.iter().filter(|a| !new.attrs.contains(a)).cloned().collect(),
+                        geo: old.geo.iter().filter(|g| !new.geo.contains(g)).cloned().collect(),
+                    };
+                    self.unindex(s, &gone);
                 }
                 if let Some(e) = self.slots[s as usize].as_mut() {
                     e.1 = bytes;
@@ -251,7 +258,9 @@ impl Tenant {
             self.by_attr.entry(a.clone()).or_default().insert(slot);
         }
         for (name, b) in &new.geo {
-            self.geo.entry(name.clone()).or_default().insert(geo_box(*b, slot));
+            if old.is_none_or(|o| !o.geo.contains(&(name.clone(), *b))) {
+                self.geo.entry(name.clone()).or_default().insert(geo_box(*b, slot));
+            }
         }
     }
 
