@@ -58,6 +58,14 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Whether two versions of an entity have the same index entries (types, attribute names,
+    /// GeoProperty values), checked without building them.
+    pub fn same(a: &Entity, b: &Entity) -> bool {
+        a.types == b.types
+            && a.attrs.len() == b.attrs.len()
+            && a.attrs.iter().zip(&b.attrs).all(|((na, ia), (nb, ib))| na == nb && same_geo(ia, ib))
+    }
+
     /// The index keys of `e`.
     pub fn of(e: &Entity) -> Keys {
         let mut geo = Vec::new();
@@ -70,6 +78,16 @@ impl Keys {
         }
         Keys { types: e.types.clone(), attrs: e.attrs.keys().cloned().collect(), geo }
     }
+}
+
+/// Whether two versions of an attribute have the same GeoProperty values.
+fn same_geo(a: &[haskap_model::Attribute], b: &[haskap_model::Attribute]) -> bool {
+    let geo = |i: &[haskap_model::Attribute]| i.iter().filter(|x| x.kind == AttrKind::GeoProperty).count();
+    geo(a) == geo(b)
+        && a.iter()
+            .filter(|x| x.kind == AttrKind::GeoProperty)
+            .zip(b.iter().filter(|x| x.kind == AttrKind::GeoProperty))
+            .all(|(x, y)| x.value == y.value)
 }
 
 /// The lon/lat bounding box of a GeoJSON geometry.
@@ -261,6 +279,15 @@ impl Tenant {
             if old.is_none_or(|o| !o.geo.contains(&(name.clone(), *b))) {
                 self.geo.entry(name.clone()).or_default().insert(geo_box(*b, slot));
             }
+        }
+    }
+
+    /// Replaces the stored bytes of entity `id`, whose index entries do not change.
+    pub(crate) fn replace_bytes(&mut self, id: &str, bytes: Encoded) {
+        if let Some(&s) = self.by_id.get(id)
+            && let Some(e) = self.slots[s as usize].as_mut()
+        {
+            e.1 = bytes;
         }
     }
 

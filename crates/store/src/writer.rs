@@ -133,11 +133,15 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
         // notifications owed survive a crash.
         let listening = !shared.listeners.lock().is_empty();
         let mut events = Vec::new();
-        let mut keys: Vec<(Option<Keys>, Option<Keys>)> = Vec::with_capacity(pending.len());
+        let mut keys: Vec<Option<(Option<Keys>, Option<Keys>)>> = Vec::with_capacity(pending.len());
         for ((tenant, id), new) in &pending {
             let committed_old = guard.tenants.get(tenant).and_then(|t| t.encoded(id));
             let old = committed_old.and_then(|b| decode(b).ok());
-            keys.push((old.as_ref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e))));
+            // `None`: the index entries stay as they are (the common update of values only).
+            keys.push(match (&old, new) {
+                (Some(o), Some((n, _))) if Keys::same(o, n) => None,
+                _ => Some((old.as_ref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
+            });
             let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
             let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             if let Some(seq) = seq {
@@ -181,11 +185,13 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                     }
                 }
             }
-            for (((tenant, id), e), (old, new)) in pending.into_iter().zip(keys) {
+            for (((tenant, id), e), keys) in pending.into_iter().zip(keys) {
                 let t = state.tenants.entry(tenant).or_default();
-                match (e, new) {
-                    (Some((_, bytes)), Some(new)) => t.put(&id, bytes, &new, old.as_ref()),
-                    _ => t.remove(&id, old.as_ref()),
+                match (e, keys) {
+                    (Some((_, bytes)), None) => t.replace_bytes(&id, bytes),
+                    (Some((_, bytes)), Some((old, Some(new)))) => t.put(&id, bytes, &new, old.as_ref()),
+                    (_, Some((old, _))) => t.remove(&id, old.as_ref()),
+                    (None, None) => t.remove(&id, None),
                 }
             }
         }
