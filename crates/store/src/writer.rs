@@ -29,6 +29,8 @@ pub struct Txn<'a> {
     state: &'a State,
     /// Entity versions written by this group: `None` is a deletion.
     pending: HashMap<(String, String), Option<Version>>,
+    /// Committed versions already decoded by `get`, so that the commit does not decode them again.
+    originals: std::cell::RefCell<HashMap<Key, Option<Arc<Entity>>>>,
     /// The keys of `pending` in the order they were first written, so that entities get slots
     /// (and thus result order) in the order requests made them.
     order: Vec<(String, String)>,
@@ -44,10 +46,16 @@ pub struct Txn<'a> {
 impl Txn<'_> {
     /// The entity as this transaction sees it.
     pub fn get(&self, tenant: &str, id: &str) -> Option<Arc<Entity>> {
-        match self.pending.get(&(tenant.to_string(), id.to_string())) {
-            Some(v) => v.as_ref().map(|(e, _)| e.clone()),
-            None => self.state.tenants.get(tenant)?.get(id),
+        let key = (tenant.to_string(), id.to_string());
+        if let Some(v) = self.pending.get(&key) {
+            return v.as_ref().map(|(e, _)| e.clone());
         }
+        if let Some(e) = self.originals.borrow().get(&key) {
+            return e.clone();
+        }
+        let e = self.state.tenants.get(tenant)?.get(id);
+        self.originals.borrow_mut().insert(key, e.clone());
+        e
     }
 
     /// The subscription `id` of `tenant` as this transaction sees it.
@@ -106,6 +114,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
         let mut txn = Txn {
             state: &guard,
             pending: HashMap::new(),
+            originals: Default::default(),
             order: Vec::new(),
             failed: None,
             new_tenants: Vec::new(),
@@ -114,7 +123,8 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
         };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn { mut pending, order, new_tenants, failed, subscriptions, .. } = txn;
+        let Txn { mut pending, order, new_tenants, failed, subscriptions, originals, .. } = txn;
+        let originals = originals.into_inner();
         let pending: Vec<((String, String), Option<Version>)> =
             order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
         let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
@@ -136,11 +146,14 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
         let mut keys: Vec<Option<(Option<Keys>, Option<Keys>)>> = Vec::with_capacity(pending.len());
         for ((tenant, id), new) in &pending {
             let committed_old = guard.tenants.get(tenant).and_then(|t| t.encoded(id));
-            let old = committed_old.and_then(|b| decode(b).ok());
+            let old: Option<Arc<Entity>> = match originals.get(&(tenant.clone(), id.clone())) {
+                Some(known) => known.clone(),
+                None => committed_old.and_then(|b| decode(b).ok()).map(Arc::new),
+            };
             // `None`: the index entries stay as they are (the common update of values only).
             keys.push(match (&old, new) {
                 (Some(o), Some((n, _))) if Keys::same(o, n) => None,
-                _ => Some((old.as_ref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
+                _ => Some((old.as_deref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
             });
             let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
             let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
@@ -156,7 +169,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                     seq,
                     tenant: tenant.clone(),
                     id: id.clone(),
-                    old: old.map(Arc::new),
+                    old,
                     new: new.as_ref().map(|(e, _)| e.clone()),
                 });
             }
