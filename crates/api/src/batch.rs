@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use haskap_model::jsonld::ActiveContext;
@@ -18,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, problem_body};
-use crate::request::{BodyType, Req, Spec};
+use crate::request::{BodyType, Raw, Req, Spec};
 use crate::response::{no_content, plain_json};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -31,14 +30,8 @@ enum Op {
 }
 
 /// Handles `POST /entityOperations/{op}`.
-pub async fn dispatch(
-    State(app): State<AppState>,
-    Path(op): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
+    let op = uri.path().strip_prefix("/ngsi-ld/v1/entityOperations/").unwrap_or("").to_string();
     run(&app, &op, &method, &uri, &headers, body).await
 }
 

@@ -1,7 +1,6 @@
 //! `/ngsi-ld/v1/jsonldContexts`: list, serve, add and delete @context documents.
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use haskap_model::{ErrorKind, NgsiError};
@@ -10,17 +9,11 @@ use serde_json::Value;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::ldcontext::ContextRegistry;
-use crate::request::{Req, Spec, decode};
+use crate::request::{Raw, Req, Spec, decode};
 use crate::response::{no_content, plain_json};
 
 /// Handles every request under `/ngsi-ld/v1/jsonldContexts`.
-pub async fn dispatch(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
     run(&app, &method, &uri, &headers, body).await
 }
 

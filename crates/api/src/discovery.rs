@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use haskap_model::validate::now_micros;
@@ -14,17 +13,11 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{Req, Spec, decode};
+use crate::request::{Raw, Req, Spec, decode};
 use crate::response::ngsi_json;
 
 /// Handles `GET /types[/{type}]` and `GET /attributes[/{attrId}]`.
-pub async fn dispatch(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
     run(&app, &method, &uri, &headers, body).await
 }
 

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use haskap_model::entity::Entity;
@@ -20,7 +19,7 @@ use serde_json::{Map, Value};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{Req, Spec};
+use crate::request::{Raw, Req, Spec};
 use crate::response::{created, encode_segment, ngsi_json, no_content, update_result};
 
 const RETRIEVE_PARAMS: &[&str] = &[
@@ -77,13 +76,7 @@ enum Target<'a> {
 }
 
 /// Handles every request under `/ngsi-ld/v1/entities`.
-pub async fn dispatch(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
     route(&app, &method, &uri, &headers, body).await
 }
 

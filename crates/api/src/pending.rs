@@ -3,15 +3,12 @@
 //! gets the precise error for a bad request (406, 415, unknown parameter, unloadable @context)
 //! and otherwise a clear 501 saying the operation is not available in this version.
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use haskap_model::{ErrorKind, NgsiError};
 
-use crate::AppState;
 use crate::error::problem_body;
-use crate::request::{Req, Spec};
+use crate::request::{Raw, Req, Spec};
 
 const SUBSCRIPTION_PARAMS: &[&str] = &["limit", "offset", "count", "local"];
 const TEMPORAL_PARAMS: &[&str] = &[
@@ -68,13 +65,7 @@ const CSOURCE_PARAMS: &[&str] = &[
 const DISCOVERY_PARAMS: &[&str] = &["details", "type", "local", "limit", "offset", "count"];
 
 /// Handles a request to a resource Haskap does not serve yet.
-pub(crate) async fn dispatch(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+pub(crate) async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> Response {
     let path = uri.path();
     let params = if path.contains("/temporal/") {
         TEMPORAL_PARAMS

@@ -72,6 +72,29 @@ pub struct Req {
     pub ctx_ref: ContextRef,
 }
 
+/// The parts of an HTTP request every NGSI-LD handler starts from (an extractor).
+pub struct Raw {
+    /// The app.
+    pub app: AppState,
+    /// The method.
+    pub method: Method,
+    /// The URI (path and query).
+    pub uri: axum::http::Uri,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body, not read yet.
+    pub body: Body,
+}
+
+impl axum::extract::FromRequest<AppState> for Raw {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        Ok(Raw { app: state.clone(), method: parts.method, uri: parts.uri, headers: parts.headers, body })
+    }
+}
+
 /// What an endpoint accepts.
 pub struct Spec<'a> {
     /// Query parameters the endpoint knows.

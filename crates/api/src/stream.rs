@@ -10,9 +10,6 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use haskap_model::NgsiError;
@@ -20,18 +17,11 @@ use haskap_model::validate::{format_micros, now_micros};
 use haskap_query::types::TypeExpr;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{Req, Spec};
+use crate::request::{Raw, Req, Spec};
 
 /// Opens the stream.
-pub async fn open(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn open(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
     let req = Req::parse(
         &app,
         &method,

@@ -4,9 +4,7 @@
 //! delivery of notifications are not built yet: a subscription is accepted, kept and shown with
 //! its status, but nothing is sent.
 
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use haskap_model::builtin::CORE_CONTEXT_URL;
 use haskap_model::validate::{is_uri, now_micros};
@@ -14,19 +12,12 @@ use haskap_model::{ErrorKind, NgsiError};
 use haskap_notify::subscription;
 use serde_json::{Value, json};
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::request::{ContextRef, Req, Spec, decode};
+use crate::request::{ContextRef, Raw, Req, Spec, decode};
 use crate::response::{created, encode_segment, ngsi_json, no_content};
 
 /// Handles every request under `/ngsi-ld/v1/subscriptions`.
-pub async fn dispatch(
-    State(app): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult<Response> {
+pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
     let rest = uri.path().strip_prefix("/ngsi-ld/v1/subscriptions").unwrap_or("").trim_start_matches('/');
     let id = decode(rest);
     let q = uri.query();
