@@ -215,7 +215,11 @@ async fn periodic(app: AppState) {
                 t.iter()
                     .filter(|e| selected(&sub, e, &ctx) && q.as_ref().is_none_or(|q| q.matches(e)))
                     .take(1000)
-                    .map(|e| Value::Object(render_entity(&e, &ctx, &opts)))
+                    .map(|e| {
+                        let mut m = render_entity(&e, &ctx, &opts);
+                        project(&sub, &mut m);
+                        Value::Object(m)
+                    })
                     .collect()
             });
             if !data.is_empty() {
@@ -405,6 +409,25 @@ fn same_values(a: &[haskap_model::Attribute], b: &[haskap_model::Attribute]) -> 
         })
 }
 
+/// Applies the subscription's `notification.pick` and `notification.omit` (member names as the
+/// subscription wrote them) to a rendered entity; the id always stays.
+fn project(sub: &Value, m: &mut serde_json::Map<String, Value>) {
+    let names = |k: &str| -> Option<Vec<String>> {
+        let list = sub.get("notification")?.get(k)?;
+        Some(match list {
+            Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+            Value::String(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            _ => Vec::new(),
+        })
+    };
+    if let Some(pick) = names("pick") {
+        m.retain(|k, _| k == "id" || pick.contains(k));
+    }
+    if let Some(omit) = names("omit") {
+        m.retain(|k, _| k == "id" || !omit.contains(k));
+    }
+}
+
 /// How a subscription wants entities rendered in its notifications.
 fn render_options(sub: &Value) -> RenderOptions {
     let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
@@ -427,6 +450,7 @@ async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, _trigger: &'st
     let data = match &ev.new {
         Some(e) => {
             let mut m = render_entity(e, &ctx, &opts);
+            project(&sub, &mut m);
             let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
             if let (true, Some(old), Format::Normalized) = (show, ev.old.as_deref(), opts.format) {
                 show_changes(&mut m, old, e, &ctx, &opts);

@@ -245,7 +245,7 @@ async fn periodic_notifications() {
     let periodic = json!({
         "id": "urn:x:every-second", "type": "Subscription", "timeInterval": 1,
         "entities": [{"type": "EvacuationShelter"}],
-        "notification": {"format": "keyValues", "endpoint": {"uri": url}}
+        "notification": {"format": "keyValues", "pick": ["occupancy"], "endpoint": {"uri": url}}
     });
     assert_eq!(s.post("/subscriptions", &periodic).await.status, 201);
     let n = wait_for(&got, 2).await;
