@@ -517,7 +517,8 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     if ld {
         body["@context"] = sub.get(CONTEXT_KEY).cloned().unwrap_or(json!(context_url));
     }
-    if uri.starts_with("mqtt://") {
+    let link = crate::response::context_link(&context_url);
+    let ok = if uri.starts_with("mqtt://") {
         let qos = endpoint
             .get("notifierInfo")
             .and_then(Value::as_array)
@@ -526,72 +527,65 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
             .unwrap_or(0);
         let mut metadata = json!({"Content-Type": if ld { "application/ld+json" } else { "application/json" }});
         if !ld {
-            metadata["Link"] = json!(format!(
-                "<{context_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""
-            ));
+            metadata["Link"] = json!(link);
         }
         let payload = json!({"metadata": metadata, "body": body}).to_string().into_bytes();
-        let mut ok = false;
-        let give_up = tokio::time::Instant::now() + app.config.notify_horizon;
-        for attempt in 0u32.. {
-            match publish_mqtt(&uri, qos, payload.clone()).await {
-                Ok(()) => {
-                    ok = true;
-                    break;
+        with_retries(app, &id, || publish_mqtt(&uri, qos, payload.clone())).await
+    } else if uri.starts_with("http://") || uri.starts_with("https://") {
+        let body = body.to_string();
+        with_retries(app, &id, || {
+            let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.clone());
+            rb = if ld {
+                rb.header("Content-Type", "application/ld+json")
+            } else {
+                rb.header("Content-Type", "application/json").header("Link", &link)
+            };
+            if !tenant.is_empty() {
+                rb = rb.header("NGSILD-Tenant", tenant);
+            }
+            for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
+                if let (Some(k), Some(v)) =
+                    (info.get("key").and_then(Value::as_str), info.get("value").and_then(Value::as_str))
+                {
+                    rb = rb.header(k, v);
                 }
-                Err(e) => tracing::warn!(subscription = %id, error = %e, "MQTT notification not delivered"),
             }
-            let backoff = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(30));
-            if tokio::time::Instant::now() + backoff > give_up {
-                break;
+            async move {
+                match rb.send().await {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("the receiver answered {}", r.status())),
+                    Err(e) => Err(e.to_string()),
+                }
             }
-            tokio::time::sleep(backoff).await;
-        }
-        app.notifier.record(tenant, &id, ok, now);
-        return;
-    }
-    if !(uri.starts_with("http://") || uri.starts_with("https://")) {
+        })
+        .await
+    } else {
         tracing::warn!(subscription = %id, %uri, "only http, https and mqtt endpoints are supported");
-        app.notifier.record(tenant, &id, false, now);
-        return;
-    }
-    let mut ok = false;
+        false
+    };
+    app.notifier.record(tenant, &id, ok, now);
+}
+
+/// Runs `attempt` until it succeeds, with exponential backoff (0.2 s doubling, at most 30 s
+/// apart), giving up when the next try would fall beyond the notification horizon.
+async fn with_retries<F, Fut>(app: &AppState, subscription: &str, mut attempt: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let give_up = tokio::time::Instant::now() + app.config.notify_horizon;
-    for attempt in 0u32.. {
-        let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.to_string());
-        rb = if ld {
-            rb.header("Content-Type", "application/ld+json")
-        } else {
-            rb.header("Content-Type", "application/json").header(
-                "Link",
-                format!("<{context_url}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\""),
-            )
-        };
-        if !tenant.is_empty() {
-            rb = rb.header("NGSILD-Tenant", tenant);
+    for n in 0u32.. {
+        match attempt().await {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(%subscription, error = %e, "notification not delivered"),
         }
-        for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
-            if let (Some(k), Some(v)) =
-                (info.get("key").and_then(Value::as_str), info.get("value").and_then(Value::as_str))
-            {
-                rb = rb.header(k, v);
-            }
-        }
-        match rb.send().await {
-            Ok(r) if r.status().is_success() => {
-                ok = true;
-                break;
-            }
-            Ok(r) => tracing::warn!(subscription = %id, status = r.status().as_u16(), "notification refused"),
-            Err(e) => tracing::warn!(subscription = %id, error = %e, "notification not delivered"),
-        }
-        let backoff = Duration::from_millis(200u64 << attempt.min(8)).min(Duration::from_secs(30));
+        let backoff = Duration::from_millis(200u64 << n.min(8)).min(Duration::from_secs(30));
         if tokio::time::Instant::now() + backoff > give_up {
             break;
         }
         tokio::time::sleep(backoff).await;
     }
-    app.notifier.record(tenant, &id, ok, now);
+    false
 }
 
 /// Publishes one message to `mqtt://[user:password@]host[:port]/topic` and waits until the broker

@@ -55,15 +55,6 @@ fn list(v: Option<&str>) -> Option<Vec<String>> {
     v.map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
-fn number(req: &Req, name: &str, default: usize) -> ApiResult<usize> {
-    match req.param(name) {
-        None => Ok(default),
-        Some(v) => v
-            .parse()
-            .map_err(|_| ApiError(NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}")))),
-    }
-}
-
 fn syntax(what: &str, e: QueryError) -> ApiError {
     ApiError(NgsiError::bad_data(format!("invalid {what}: {e}")))
 }
@@ -166,14 +157,7 @@ pub fn run(req: &Req, filter: &Filter) -> ApiResult<Response> {
 
 /// Runs a compiled query with an explicit view and renders the page.
 fn run_with(req: &Req, filter: &Filter, view: crate::view::View) -> ApiResult<Response> {
-    let limit = number(req, "limit", req.app.config.default_page)?;
-    let offset = number(req, "offset", 0)?;
-    if limit > req.app.config.max_page {
-        return Err(ApiError::new(
-            ErrorKind::TooManyResults,
-            format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
-        ));
-    }
+    let (limit, offset) = req.page()?;
     let count = req.flag("count")?;
     if limit == 0 && !count {
         return Err(ApiError(NgsiError::bad_data("limit 0 is only meaningful with count=true")));

@@ -176,6 +176,29 @@ impl Req {
         }
     }
 
+    /// A non-negative integer parameter, or `default` when absent.
+    pub fn number(&self, name: &str, default: usize) -> ApiResult<usize> {
+        match self.param(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                ApiError(NgsiError::bad_data(format!("{name} must be a non-negative integer, not {v:?}")))
+            }),
+        }
+    }
+
+    /// `limit` and `offset` of a paged answer; a limit above the maximum page size is
+    /// TooManyResults.
+    pub fn page(&self) -> ApiResult<(usize, usize)> {
+        let limit = self.number("limit", self.app.config.default_page)?;
+        if limit > self.app.config.max_page {
+            return Err(ApiError::new(
+                ErrorKind::TooManyResults,
+                format!("limit {limit} is above the maximum page size {}", self.app.config.max_page),
+            ));
+        }
+        Ok((limit, self.number("offset", 0)?))
+    }
+
     /// The comma-separated values of `options` (and `format`, which is the same for representations).
     pub fn options(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self

@@ -39,11 +39,16 @@ pub fn ngsi_json(req: &Req, status: StatusCode, mut body: Value) -> Response {
             ContextRef::Url(u) => u.as_str(),
             _ => CORE_CONTEXT_URL,
         };
-        if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"{LINK_REL}\"; type=\"application/ld+json\"")) {
+        if let Ok(v) = HeaderValue::from_str(&context_link(url)) {
             h.insert(header::LINK, v);
         }
     }
     resp
+}
+
+/// The value of a `Link` header naming `url` as the JSON-LD context.
+pub fn context_link(url: &str) -> String {
+    format!("<{url}>; rel=\"{LINK_REL}\"; type=\"application/ld+json\"")
 }
 
 fn insert_context(m: &mut Map<String, Value>, ctx: Value) {

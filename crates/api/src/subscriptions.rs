@@ -103,20 +103,7 @@ fn sys_attrs(req: &Req) -> bool {
 
 fn list(req: Req) -> ApiResult<Response> {
     req.require_tenant()?;
-    let limit: usize = req
-        .param("limit")
-        .map_or(Ok(req.app.config.default_page), str::parse)
-        .map_err(|_| ApiError(NgsiError::bad_data("limit must be a non-negative integer")))?;
-    let offset: usize = req
-        .param("offset")
-        .map_or(Ok(0), str::parse)
-        .map_err(|_| ApiError(NgsiError::bad_data("offset must be a non-negative integer")))?;
-    if limit > req.app.config.max_page {
-        return Err(ApiError::new(
-            ErrorKind::TooManyResults,
-            format!("limit {limit} is above the maximum page size {}", req.app.config.max_page),
-        ));
-    }
+    let (limit, offset) = req.page()?;
     let count = req.flag("count")?;
     let now = now_micros();
     let (total, page): (usize, Vec<Value>) = req.app.store.read(|state| {
