@@ -45,7 +45,7 @@ async fn run(
 ) -> ApiResult<Response> {
     if op == "query" {
         if *method != Method::POST {
-            return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
+            return Err(ApiError::not_allowed("POST"));
         }
         let spec = Spec {
             params: &[
@@ -72,7 +72,7 @@ async fn run(
         return Err(ApiError(NgsiError::not_found(format!("no batch operation {op:?}"))));
     }
     if *method != Method::POST {
-        return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: POST"));
+        return Err(ApiError::not_allowed("POST"));
     }
     let req = Req::parse(
         app,

@@ -3,7 +3,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use haskap_model::{ErrorKind, NgsiError};
+use haskap_model::NgsiError;
 use serde_json::Value;
 
 use crate::AppState;
@@ -71,7 +71,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
             app.contexts.delete(&id, req.flag("reload")?).await?;
             Ok(no_content())
         }
-        (true, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, POST")),
-        (false, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, DELETE")),
+        (true, _) => Err(ApiError::not_allowed("GET, POST")),
+        (false, _) => Err(ApiError::not_allowed("GET, DELETE")),
     }
 }

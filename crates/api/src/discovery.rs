@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
+use haskap_model::NgsiError;
 use haskap_model::validate::now_micros;
-use haskap_model::{ErrorKind, NgsiError};
 use haskap_store::Tenant;
 use serde_json::{Value, json};
 
@@ -23,7 +23,7 @@ pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult
 
 async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Body) -> ApiResult<Response> {
     if *method != Method::GET {
-        return Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET"));
+        return Err(ApiError::not_allowed("GET"));
     }
     let path = uri.path().strip_prefix("/ngsi-ld/v1/").unwrap_or("");
     let (collection, item) = path.split_once('/').map(|(c, i)| (c, decode(i))).unwrap_or((path, String::new()));

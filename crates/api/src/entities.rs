@@ -158,19 +158,15 @@ async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, 
                 _ => delete_attribute(req, id, attr).await,
             }
         }
-        (Target::Collection, _) => Err(not_allowed("GET, POST, DELETE")),
-        (Target::Entity(_), _) => Err(not_allowed("GET, PUT, PATCH, DELETE")),
-        (Target::Attrs(_), _) => Err(not_allowed("POST, PATCH")),
-        (Target::Attr(..), _) => Err(not_allowed("PATCH, PUT, DELETE")),
+        (Target::Collection, _) => Err(ApiError::not_allowed("GET, POST, DELETE")),
+        (Target::Entity(_), _) => Err(ApiError::not_allowed("GET, PUT, PATCH, DELETE")),
+        (Target::Attrs(_), _) => Err(ApiError::not_allowed("POST, PATCH")),
+        (Target::Attr(..), _) => Err(ApiError::not_allowed("PATCH, PUT, DELETE")),
     }
 }
 
 fn decode_path(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
-
-fn not_allowed(allow: &'static str) -> ApiError {
-    ApiError::new(ErrorKind::MethodNotAllowed, format!("method not allowed here; allowed: {allow}"))
 }
 
 fn check_id(id: &str) -> ApiResult<()> {

@@ -23,11 +23,20 @@ impl From<StoreError> for ApiError {
 }
 
 impl ApiError {
+    /// 405 Method Not Allowed; `allow` becomes the `Allow` header (and is named in the detail).
+    pub fn not_allowed(allow: &str) -> Self {
+        ApiError::new(ErrorKind::MethodNotAllowed, format!("{ALLOWED}{allow}"))
+    }
+
     /// Shorthand for a problem of `kind` with `detail`.
     pub fn new(kind: ErrorKind, detail: impl Into<String>) -> Self {
         ApiError(NgsiError::new(kind, detail))
     }
 }
+
+/// How the detail of a 405 introduces the allowed methods, which `into_response` turns into the
+/// `Allow` header.
+const ALLOWED: &str = "method not allowed here; allowed: ";
 
 /// The HTTP status of a problem kind.
 pub fn status_of(kind: ErrorKind) -> StatusCode {
@@ -66,6 +75,9 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem_body(&self.0)).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(allow) = self.0.detail.strip_prefix(ALLOWED).and_then(|a| HeaderValue::from_str(a).ok()) {
+            resp.headers_mut().insert(header::ALLOW, allow);
+        }
         resp
     }
 }

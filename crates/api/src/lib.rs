@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -161,21 +161,11 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     error::ApiError(haskap_model::NgsiError::not_found(format!("no resource at {}", uri.path()))).into_response()
 }
 
-/// Adds `Allow` to 405 answers and logs every request at debug level.
+/// Logs every request at debug level.
 async fn finish(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(header::ALLOW) {
-        let allow = if path.contains("/attrs/") {
-            "PATCH, PUT, DELETE"
-        } else if path.contains("/entityOperations/") {
-            "POST"
-        } else {
-            "GET, POST, PUT, PATCH, DELETE"
-        };
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
-    }
+    let resp = next.run(req).await;
     tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     resp
 }

@@ -6,9 +6,9 @@
 
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
+use haskap_model::NgsiError;
 use haskap_model::builtin::CORE_CONTEXT_URL;
 use haskap_model::validate::{is_uri, now_micros};
-use haskap_model::{ErrorKind, NgsiError};
 use haskap_notify::subscription;
 use serde_json::{Value, json};
 
@@ -46,10 +46,8 @@ pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult
         (false, Method::DELETE) => {
             delete(Req::parse(&app, &method, &headers, q, body, spec(&["local"], false)).await?, id).await
         }
-        (true, _) => Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, POST")),
-        (false, _) => {
-            Err(ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed here; allowed: GET, PATCH, DELETE"))
-        }
+        (true, _) => Err(ApiError::not_allowed("GET, POST")),
+        (false, _) => Err(ApiError::not_allowed("GET, PATCH, DELETE")),
     }
 }
 

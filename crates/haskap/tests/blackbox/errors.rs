@@ -59,7 +59,10 @@ async fn protocol_errors() {
     s.get("/entities/urn:x:1?foo=bar").await.assert_problem(400, "InvalidRequest");
     s.get("/entities/notauri").await.assert_problem(400, "BadRequestData");
     s.call("DELETE", "/entities//attrs/x", None, &[]).await.assert_problem(400, "BadRequestData");
-    assert_eq!(s.call("DELETE", "/entities/urn:x:1/attrs/", None, &[]).await.status, 405);
+    let r = s.call("DELETE", "/entities/urn:x:1/attrs/", None, &[]).await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow").unwrap(), "POST, PATCH");
+    assert_eq!(s.call("PUT", "/entityOperations/create", Some(&json!([])), &[]).await.header("allow").unwrap(), "POST");
     assert_eq!(s.call("PUT", "/entities/urn:x:1/attrs", Some(&json!({})), &[]).await.status, 405);
     // ld+json needs the @context in the body, and not also a Link header.
     let ld = s
