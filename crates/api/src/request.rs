@@ -199,16 +199,11 @@ impl Req {
         Ok((limit, self.number("offset", 0)?))
     }
 
-    /// The comma-separated values of `options` (and `format`, which is the same for representations).
+    /// The comma-separated values of `options`.
     pub fn options(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self
-            .param("options")
+        self.param("options")
             .map(|o| o.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
-        if let Some(f) = self.param("format") {
-            v.push(f);
-        }
-        v
+            .unwrap_or_default()
     }
 
     /// Fails with NonexistentTenant when a named tenant does not exist (for reads).

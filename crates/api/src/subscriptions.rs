@@ -96,7 +96,7 @@ async fn create(req: Req) -> ApiResult<Response> {
 }
 
 fn sys_attrs(req: &Req) -> bool {
-    req.param("options").is_some_and(|o| o.split(',').any(|o| o == "sysAttrs"))
+    req.options().contains(&"sysAttrs")
 }
 
 fn list(req: Req) -> ApiResult<Response> {

@@ -55,11 +55,17 @@ impl View {
                 }
             }
         }
+        // `format` wins over a representation named in `options`.
         if let Some(f) = req.param("format") {
             opts.format = match f {
                 "keyValues" | "simplified" => Format::KeyValues,
                 "concise" => Format::Concise,
-                _ => Format::Normalized,
+                "normalized" => Format::Normalized,
+                other => {
+                    return Err(ApiError(NgsiError::invalid(format!(
+                        "unknown format {other:?}; known are keyValues, concise, normalized"
+                    ))));
+                }
             };
         }
         if let Some(list) = req.param("attrs") {
