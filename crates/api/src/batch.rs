@@ -83,7 +83,7 @@ async fn run(
         Spec { params: &["options", "local"], geo: false, body_context: false },
     )
     .await?;
-    let options: Vec<&str> = req.param("options").map(|o| o.split(',').map(str::trim).collect()).unwrap_or_default();
+    let options = req.options();
     let op = match op {
         "create" => Op::Create,
         "upsert" => Op::Upsert { replace: !options.contains(&"update") },

@@ -311,7 +311,7 @@ async fn update(req: Req, id: String) -> ApiResult<Response> {
 /// Whether `options` has `flag`; any other option is an error.
 fn flag_option(req: &Req, flag: &str) -> ApiResult<bool> {
     let mut found = false;
-    for o in req.param("options").into_iter().flat_map(|o| o.split(',')).map(str::trim).filter(|o| !o.is_empty()) {
+    for o in req.options() {
         if o == flag {
             found = true;
         } else {
