@@ -2,7 +2,9 @@
 //! extension, for browsers such as the city dashboard).
 //!
 //! Parameters: `type` (a type expression) and `q` select the entities, `options=keyValues` picks
-//! the representation; the tenant and @context are taken as for any NGSI-LD request. Each event
+//! the representation; the tenant and @context are taken as for any NGSI-LD request, or from the
+//! `tenant` and `context` (a context URL) query parameters, since a browser's `EventSource`
+//! cannot send headers. Each event
 //! is `event: notification` with a Notification-shaped JSON (`data` holds the changed entity as
 //! it is after the change, or `{id, type, deletedAt}` when it was deleted). The stream starts
 //! with a comment and sends keep-alives every 15 s.
@@ -21,12 +23,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::request::{Raw, Req, Spec};
 
 /// Opens the stream.
-pub async fn open(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Response> {
+pub async fn open(Raw { app, method, uri, mut headers, body }: Raw) -> ApiResult<Response> {
+    let query = headers_from_query(uri.query().unwrap_or(""), &mut headers)?;
     let req = Req::parse(
         &app,
         &method,
         &headers,
-        uri.query(),
+        (!query.is_empty()).then_some(query.as_str()),
         body,
         Spec { params: &["type", "q", "options"], geo: false, body_context: false },
     )
@@ -84,4 +87,28 @@ pub async fn open(Raw { app, method, uri, headers, body }: Raw) -> ApiResult<Res
         futures_util::stream::once(async { Ok::<Event, Infallible>(Event::default().comment("haskap stream")) });
     let stream = futures_util::StreamExt::chain(start, flat);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Moves the `tenant` and `context` query parameters into the headers they stand for, and returns
+/// the rest of the query.
+fn headers_from_query(query: &str, headers: &mut axum::http::HeaderMap) -> ApiResult<String> {
+    let bad = |what: &str| ApiError(NgsiError::bad_data(format!("invalid {what} parameter")));
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decoded = || percent_encoding::percent_decode_str(value).decode_utf8().map(|v| v.into_owned());
+        match key {
+            "tenant" => {
+                let tenant = decoded().map_err(|_| bad("tenant"))?;
+                headers.insert("ngsild-tenant", tenant.parse().map_err(|_| bad("tenant"))?);
+            }
+            "context" => {
+                let url = decoded().map_err(|_| bad("context"))?;
+                let link = crate::response::context_link(&url);
+                headers.insert(axum::http::header::LINK, link.parse().map_err(|_| bad("context"))?);
+            }
+            _ => rest.push(pair),
+        }
+    }
+    Ok(rest.join("&"))
 }

@@ -1,7 +1,10 @@
 //! `haskap`: the command line of the Haskap city data platform.
 //!
-//! `haskap serve` runs the NGSI-LD broker. This crate is glue only: configuration, start-up and
-//! shutdown; everything else lives in the library crates.
+//! `haskap serve` runs the NGSI-LD broker (with the city dashboard, and with `--demo` the Tomakomai
+//! demo dataset); `haskap import` loads a municipal open-data CSV into any NGSI-LD broker. This crate
+//! is glue only: configuration, start-up and shutdown; everything else lives in the library crates.
+
+mod import;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ struct Cli {
 enum Command {
     /// Run the broker.
     Serve(ServeArgs),
+    /// Import a municipal standard open dataset (CSV) into an NGSI-LD broker.
+    Import(import::ImportArgs),
 }
 
 #[derive(clap::Args)]
@@ -73,6 +78,22 @@ struct ServeArgs {
     /// Timeout for fetching a remote @context, in milliseconds.
     #[arg(long, env = "HASKAP_CONTEXT_TIMEOUT_MS", default_value_t = 3000)]
     context_timeout_ms: u64,
+    /// Load the Tomakomai demo dataset (sample data) once, into an empty store.
+    #[arg(long, env = "HASKAP_DEMO")]
+    demo: bool,
+    /// An interim zero-carbon target of the demo as YEAR=PERCENT below FY2013 (repeatable), e.g.
+    /// 2030=46; net zero in 2050 is always drawn.
+    #[arg(long = "zero-carbon-target", value_name = "YEAR=PERCENT")]
+    zero_carbon_targets: Vec<haskap_city::demo::Milestone>,
+    /// Raster tile URL template drawn under the dashboard's map (`https://…/{z}/{x}/{y}.png`).
+    #[arg(long, env = "HASKAP_TILE_URL")]
+    tile_url: Option<String>,
+    /// Attribution text the tiles require.
+    #[arg(long, env = "HASKAP_TILE_ATTRIBUTION")]
+    tile_attribution: Option<String>,
+    /// Serve the dashboard's files from this directory instead of the built-in copy (development).
+    #[arg(long, env = "HASKAP_DASHBOARD_DIR")]
+    dashboard_dir: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +114,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             rt.block_on(serve(args))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Import(args) => {
+            init_logging(false);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(import::run(args))
         }
     }
 }
@@ -131,11 +157,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     haskap_api::start_background(&state);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, data_dir = %args.data_dir.display(), "haskap serves");
-    haskap_api::serve(listener, haskap_api::router(state), shutdown_signal()).await?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "haskap serves");
+    if args.demo {
+        tokio::spawn(load_demo(store.clone(), local, args.zero_carbon_targets));
+    }
+    let dashboard = haskap_city::dashboard::DashboardConfig {
+        tile_url: args.tile_url,
+        tile_attribution: args.tile_attribution,
+        dir: args.dashboard_dir,
+    };
+    let app = haskap_api::router(state).merge(haskap_city::dashboard::router(dashboard));
+    haskap_api::serve(listener, app, shutdown_signal()).await?;
     store.shutdown();
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Loads the demo dataset through this broker's own NGSI-LD API, once: a store that has held it
+/// before (even if the city changed or deleted entities since) is left alone.
+async fn load_demo(store: Store, local: SocketAddr, milestones: Vec<haskap_city::demo::Milestone>) {
+    const MARK: &str = "demo-loaded";
+    if store.scan_meta(MARK).is_ok_and(|m| !m.is_empty()) {
+        tracing::info!("demo dataset already loaded once; left as it is");
+        return;
+    }
+    let ip = if local.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { local.ip() };
+    let base = format!("http://{}", SocketAddr::new(ip, local.port()));
+    for part in haskap_city::demo::dataset(&milestones) {
+        let broker =
+            haskap_city::broker::Broker::new(&base, Some(part.tenant), haskap_model::builtin::CITY_CONTEXT_URL);
+        match broker.sync(&part.entities, |_| {}).await {
+            Ok(n) => {
+                tracing::info!(tenant = part.tenant, created = n.created, updated = n.updated, "demo dataset loaded")
+            }
+            Err(e) => return tracing::error!(tenant = part.tenant, "loading the demo dataset failed: {e}"),
+        }
+    }
+    if let Err(e) = store.put_meta(MARK, b"1") {
+        tracing::error!("recording that the demo dataset is loaded failed: {e}");
+    }
 }
 
 async fn shutdown_signal() {

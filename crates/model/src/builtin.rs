@@ -13,6 +13,10 @@ macro_rules! ctx {
     };
 }
 
+/// The Haskap city vocabulary (docs/city-vocabulary.md): the datamodels.jp disaster context plus
+/// the city's own terms.
+pub const CITY_CONTEXT_URL: &str = "https://w3id.org/haskap/context/city/v1.jsonld";
+
 /// Built-in documents by URL. Core contexts come first.
 pub const BUILTIN_CONTEXTS: &[(&str, &str)] = &[
     ctx!("https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context.jsonld", "ngsi-ld-core-context.jsonld"),
@@ -31,6 +35,7 @@ pub const BUILTIN_CONTEXTS: &[(&str, &str)] = &[
     ctx!("https://datamodels.jp/context/task/v1.jsonld", "datamodels/task-v1.0.0.jsonld"),
     ctx!("https://datamodels.jp/context/transportation/v1.0.0.jsonld", "datamodels/transportation-v1.0.0.jsonld"),
     ctx!("https://datamodels.jp/context/transportation/v1.jsonld", "datamodels/transportation-v1.0.0.jsonld"),
+    ctx!("https://w3id.org/haskap/context/city/v1.jsonld", "haskap/city-v1.jsonld"),
 ];
 
 #[cfg(test)]
@@ -53,5 +58,9 @@ mod tests {
         assert_eq!(disaster.expand("EvacuationSite"), "https://datamodels.jp/ns/disaster/EvacuationSite");
         assert_eq!(disaster.compact("https://datamodels.jp/ns/disaster/EvacuationSite"), "EvacuationSite");
         assert_eq!(disaster.expand("location"), "https://uri.etsi.org/ngsi-ld/location");
+        let city = core.extend(&serde_json::json!(CITY_CONTEXT_URL), &|u| docs.get(u).cloned()).unwrap();
+        assert_eq!(city.expand("EvacuationSite"), "https://datamodels.jp/ns/disaster/EvacuationSite");
+        assert_eq!(city.expand("AED"), "https://w3id.org/haskap/city/AED");
+        assert_eq!(city.expand("addressText"), "https://datamodels.jp/ns/common/addressText");
     }
 }
