@@ -138,7 +138,10 @@ pub fn prepare(bytes: &[u8], kind: Option<DatasetKind>) -> Result<Prepared, Impo
     let mut seen: HashMap<String, u64> = HashMap::new();
     for record in records {
         let record = record.map_err(csv_error)?;
-        let line = record.position().map_or(0, |p| p.line());
+        // Counted from the byte offset, which after a CRLF points at the LF (so the reader's own
+        // line count is one short there).
+        let offset = record.position().map_or(0, |p| p.byte() as usize + 1).min(decoded.text.len());
+        let line = 1 + decoded.text.as_bytes()[..offset].iter().filter(|b| **b == b'\n').count() as u64;
         if record.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
@@ -170,4 +173,125 @@ pub fn prepare(bytes: &[u8], kind: Option<DatasetKind>) -> Result<Prepared, Impo
 fn csv_error(e: csv::Error) -> ImportError {
     let line = e.position().map_or(0, |p| p.line());
     ImportError::Csv { line, message: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Prepared {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        prepare(&std::fs::read(&path).unwrap(), None).unwrap()
+    }
+
+    fn value<'a>(e: &'a Value, attr: &str) -> &'a Value {
+        &e[attr]["value"]
+    }
+
+    fn reasons(findings: &[Finding]) -> Vec<(u64, String, String)> {
+        findings.iter().map(|f| (f.line, f.column.clone().unwrap_or_default(), f.reason.clone())).collect()
+    }
+
+    #[test]
+    fn new_evacuation_sites_follow_the_datamodels_mapping_and_report_every_defect() {
+        let p = fixture("evacuation_space_new_utf8.csv");
+        let r = &p.report;
+        assert_eq!((r.dataset, r.generation, r.encoding), (DatasetKind::EvacuationSpace, Generation::New, "UTF-8"));
+        assert_eq!((r.rows, r.accepted), (6, 3));
+        assert_eq!(
+            reasons(&r.rejected),
+            [
+                (4, "緯度".into(), "no coordinates".into()),
+                (5, "想定収容人数".into(), "not a whole number".into()),
+                (6, "ID".into(), "required value missing".into()),
+                (6, "名称".into(), "required value missing".into()),
+            ]
+        );
+        assert_eq!(
+            reasons(&r.repaired),
+            [
+                (3, "全国地方公共団体コード".into(), "lost leading zero restored: 012131".into()),
+                (3, "緯度".into(), "latitude and longitude were swapped".into()),
+                (7, "全国地方公共団体コード".into(), "check digit added to a five-digit code: 012131".into()),
+            ]
+        );
+        let hall = &p.entities[0];
+        assert_eq!(hall["id"], "urn:ngsi-ld:EvacuationSite:012131-0001");
+        assert_eq!(hall["type"], "EvacuationSite");
+        assert_eq!(*value(hall, "name"), "苫小牧市民会館");
+        assert_eq!(*value(hall, "nameEn"), "Tomakomai Civic Hall");
+        assert_eq!(*value(hall, "externalSiteId"), "0001");
+        assert_eq!(*value(hall, "hazardTypes"), json!(["flood", "earthquake", "greatFire", "eruption"]));
+        assert_eq!(*value(hall, "alsoDesignatedShelter"), true);
+        assert_eq!(*value(hall, "maxCapacity"), 1200);
+        assert_eq!(*value(hall, "targetAreas"), json!(["旭町町内会", "若草町内会"]));
+        assert_eq!(*value(hall, "elevation"), 7.5);
+        assert_eq!(value(hall, "location")["coordinates"], json!([141.6036, 42.6342]));
+        assert_eq!(value(hall, "address")["abrMachiazaId"], "0008001");
+        assert_eq!(value(hall, "address")["addressText"], "北海道苫小牧市旭町3丁目2-2");
+        let school = &p.entities[1];
+        assert_eq!(school["id"], "urn:ngsi-ld:EvacuationSite:012131-0002");
+        assert_eq!(value(school, "location")["coordinates"], json!([141.612, 42.6405]));
+        assert_eq!(*value(school, "maxCapacity"), 600);
+        assert_eq!(*value(school, "alsoDesignatedShelter"), false);
+        assert!(p.entities[2].get("maxCapacity").is_none(), "'-' is no value");
+    }
+
+    #[test]
+    fn old_headers_bom_and_shift_jis_are_read() {
+        let p = fixture("evacuation_space_old_bom.csv");
+        assert_eq!((p.report.generation, p.report.encoding, p.report.accepted), (Generation::Old, "UTF-8 (BOM)", 2));
+        assert_eq!(p.entities[0]["id"], "urn:ngsi-ld:EvacuationSite:012131-1");
+        assert_eq!(value(&p.entities[0], "address")["addressText"], "北海道苫小牧市北栄町1丁目");
+
+        let p = fixture("aed_old_sjis.csv");
+        assert_eq!((p.report.dataset, p.report.encoding), (DatasetKind::Aed, "Shift_JIS"));
+        assert_eq!(p.report.accepted, 2);
+        let aed = &p.entities[0];
+        assert_eq!(aed["id"], "urn:ngsi-ld:AED:012131-A001");
+        assert_eq!(*value(aed, "installationPosition"), "1階 総合案内横");
+        assert_eq!(*value(aed, "pediatricSupport"), true);
+        assert_eq!(*value(aed, "openingTime"), "08:45");
+        assert_eq!(*value(&p.entities[1], "openingTime"), "24:00");
+        assert_eq!(
+            reasons(&p.report.rejected),
+            [
+                (4, "設置位置".into(), "required value missing".into()),
+                (4, "小児対応設備の有無".into(), "expected 有 or 無".into())
+            ]
+        );
+
+        let p = fixture("preschool_old_sjis.csv");
+        assert_eq!(p.report.dataset, DatasetKind::Preschool);
+        assert_eq!(*value(&p.entities[0], "capacity"), 100);
+        assert_eq!(*value(&p.entities[0], "temporaryCare"), true);
+        assert_eq!(*value(&p.entities[0], "facilityType"), "認可私立保育所");
+    }
+
+    #[test]
+    fn half_width_headers_and_other_datasets_are_recognised() {
+        let p = fixture("public_toilet_new_halfwidth.csv");
+        assert_eq!((p.report.dataset, p.report.generation), (DatasetKind::PublicToilet, Generation::New));
+        let t = &p.entities[0];
+        assert_eq!(t["id"], "urn:ngsi-ld:PublicToilet:012131-T001");
+        assert_eq!((value(t, "maleToilets"), value(t, "maleUrinals")), (&json!(3), &json!(2)));
+        assert_eq!((value(t, "accessibleToilets"), value(t, "ostomateFacilities")), (&json!(1), &json!(false)));
+
+        let p = fixture("public_facility_old.csv");
+        assert_eq!(p.report.dataset, DatasetKind::PublicFacility);
+        assert_eq!(*value(&p.entities[0], "accessibility"), json!(["車椅子対応トイレ", "エレベーター"]));
+        assert_eq!(*value(&p.entities[0], "alternateName"), "中央図書館");
+    }
+
+    #[test]
+    fn unreadable_files_are_errors_and_duplicate_ids_are_rejected() {
+        assert!(matches!(prepare(b"", None), Err(ImportError::Empty)));
+        assert!(matches!(prepare(b"a,b\n1,2\n", None), Err(ImportError::UnknownDataset(_))));
+        assert!(matches!(prepare(b"\xff\xff\xfe\xfe\x80", None), Err(ImportError::Encoding)));
+        let csv =
+            "全国地方公共団体コード,ID,名称,緯度,経度,想定収容人数\n012131,1,a,42.6,141.6,1\n012131,1,b,42.6,141.6,2\n";
+        let p = prepare(csv.as_bytes(), None).unwrap();
+        assert_eq!(reasons(&p.report.rejected), [(3, String::new(), "the same id as line 2".into())]);
+    }
 }

@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod batch;
+mod city;
 mod contexts;
 mod crash;
 mod entities;
