@@ -1,11 +1,12 @@
 //! Sending notifications: every committed entity change is matched against the tenant's
-//! subscriptions and matching subscriptions are notified over HTTP.
+//! subscriptions, and matching subscriptions are notified over HTTP or MQTT; subscriptions with a
+//! `timeInterval` are notified periodically instead.
 //!
-//! Matching runs after commit, from the store's change feed. For tenants with subscriptions the
-//! store also logs each change in the same commit; a change is acknowledged only once every
-//! notification it owes is delivered or given up (after the retry horizon), so notifications
-//! owed when the broker stops, even by kill -9, are sent after the restart (at least once).
-//! Not yet: MQTT and the live stream, periodic (`timeInterval`) notifications, showChanges.
+//! Matching runs after commit, from the store's change feed, with compiled matchers indexed by
+//! entity type (`haskap_notify::matcher`). For tenants with subscriptions the store also logs each
+//! change in the same commit; a change is acknowledged only once every notification it owes is
+//! delivered or given up (after the retry horizon), so notifications owed when the broker stops,
+//! even by kill -9, are sent after the restart (at least once).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use haskap_model::entity::Entity;
 use haskap_model::jsonld::ActiveContext;
 use haskap_model::render::{Format, RenderOptions, render_entity};
 use haskap_model::validate::{format_micros, now_micros};
+use haskap_notify::matcher::{Index, Matcher};
 use haskap_notify::subscription::{CONTEXT_KEY, status};
-use haskap_query::types::TypeExpr;
 use haskap_store::ChangeEvent;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -98,7 +99,6 @@ const QUEUE: usize = 10_000;
 struct Pending {
     sub: Arc<Value>,
     ev: ChangeEvent,
-    trigger: &'static str,
 }
 
 /// Which logged changes still owe notifications; what is before the first that does is
@@ -166,16 +166,17 @@ pub fn spawn(app: AppState) {
     tokio::spawn(periodic(app.clone()));
     tokio::spawn(async move {
         let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
+        let mut registries = HashMap::new();
         let replayed = owed.last().and_then(|e| e.seq).unwrap_or(0);
         if !owed.is_empty() {
             tracing::info!(changes = owed.len(), "resending notifications owed before the last stop");
         }
         for ev in owed {
-            dispatch(&app, &tracker, &mut queues, ev).await;
+            dispatch(&app, &tracker, &mut queues, &mut registries, ev).await;
         }
         while let Some(events) = rx.recv().await {
             for ev in events.iter().filter(|e| e.seq.is_none_or(|s| s > replayed)) {
-                dispatch(&app, &tracker, &mut queues, ev.clone()).await;
+                dispatch(&app, &tracker, &mut queues, &mut registries, ev.clone()).await;
             }
         }
     });
@@ -206,14 +207,11 @@ async fn periodic(app: AppState) {
             last.insert(key, tokio::time::Instant::now());
             let ctx = context(&app, &sub).await;
             let opts = render_options(&sub);
-            let q = sub.get("q").and_then(Value::as_str).and_then(|q| {
-                let expr = haskap_query::q::parse(q).ok()?;
-                haskap_query::eval::compile(&expr, q, &|t| ctx.expand(t)).ok()
-            });
+            let matcher = Matcher::compile(&sub, &ctx);
             let data: Vec<Value> = app.store.read(|s| {
                 let Some(t) = s.tenants.get(&tenant) else { return Vec::new() };
                 t.iter()
-                    .filter(|e| selected(&sub, e, &ctx) && q.as_ref().is_none_or(|q| q.matches(e)))
+                    .filter(|e| matcher.selects(e))
                     .take(1000)
                     .map(|e| {
                         let mut m = render_entity(&e, &ctx, &opts);
@@ -230,44 +228,21 @@ async fn periodic(app: AppState) {
     }
 }
 
-/// Whether an entity is selected by a subscription's `entities` (all are, without it).
-fn selected(sub: &Value, entity: &Entity, ctx: &ActiveContext) -> bool {
-    let Some(Value::Array(selectors)) = sub.get("entities") else { return true };
-    selectors.iter().any(|s| {
-        let ty_ok = s.get("type").and_then(Value::as_str).is_some_and(|t| {
-            TypeExpr::parse(t)
-                .map(|e| e.expand(&|n| if n.contains(':') { n.to_string() } else { ctx.expand(n) }))
-                .is_ok_and(|e| e.matches(&entity.types))
-        });
-        let id_ok = s.get("id").and_then(Value::as_str).is_none_or(|id| id == entity.id);
-        let pattern_ok = s
-            .get("idPattern")
-            .and_then(Value::as_str)
-            .is_none_or(|p| regex::Regex::new(p).is_ok_and(|r| r.is_match(&entity.id)));
-        ty_ok && id_ok && pattern_ok
-    })
-}
-
-/// Matches one change against the tenant's subscriptions and queues what it owes.
+/// Matches one change against the tenant's subscriptions and queues what it owes. Only the
+/// subscriptions that can select the entity's types are tried, with matchers compiled once per
+/// subscription version (`registries`, rebuilt when the tenant's subscriptions change).
 async fn dispatch(
     app: &AppState,
     tracker: &Arc<Tracker>,
     queues: &mut HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>>,
+    registries: &mut HashMap<String, (u64, Index)>,
     ev: ChangeEvent,
 ) {
-    let subs: Vec<Arc<Value>> = app
-        .store
-        .read(|s| s.tenants.get(&ev.tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default());
-    let mut owed = Vec::new();
-    for sub in subs {
-        if let Some(trigger) = matches(app, &sub, &ev).await {
-            owed.push((sub, trigger));
-        }
-    }
+    let owed = owed_by(app, registries, &ev).await;
     if let Some(seq) = ev.seq {
         tracker.owe(seq, owed.len());
     }
-    for (sub, trigger) in owed {
+    for sub in owed {
         let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
         let key = (ev.tenant.clone(), id);
         let tx = queues.entry(key.clone()).or_insert_with(|| {
@@ -275,7 +250,7 @@ async fn dispatch(
             tokio::spawn(worker(app.clone(), tracker.clone(), rx));
             tx
         });
-        if tx.try_send(Pending { sub, ev: ev.clone(), trigger }).is_err() {
+        if tx.try_send(Pending { sub, ev: ev.clone() }).is_err() {
             tracing::warn!(subscription = %key.1, "notification queue full; notification dropped");
             app.notifier.record(&key.0, &key.1, false, now_micros());
             if let Some(seq) = ev.seq {
@@ -285,21 +260,82 @@ async fn dispatch(
     }
 }
 
-/// Delivers one subscription's notifications in order, spacing them by its `throttling`.
+/// The subscriptions `ev` must be notified to.
+async fn owed_by(app: &AppState, registries: &mut HashMap<String, (u64, Index)>, ev: &ChangeEvent) -> Vec<Arc<Value>> {
+    let version = app.store.read(|s| s.tenants.get(&ev.tenant).map(|t| t.subscriptions_version));
+    let (Some(version), Some(entity)) = (version, ev.new.as_deref().or(ev.old.as_deref())) else { return Vec::new() };
+    if registries.get(&ev.tenant).is_none_or(|(v, _)| *v != version) {
+        let index = registry(app, &ev.tenant, registries.remove(&ev.tenant).map(|(_, i)| i)).await;
+        registries.insert(ev.tenant.clone(), (version, index));
+    }
+    let index = &registries[&ev.tenant].1;
+    let mut types: Vec<&String> = ev.new.iter().chain(ev.old.iter()).flat_map(|e| e.types.iter()).collect();
+    types.dedup();
+    let now = now_micros();
+    index
+        .candidates(&entity.id, &types)
+        .filter(|(_, m)| m.on_change(ev.old.as_deref(), ev.new.as_deref(), now).is_some())
+        .map(|(sub, _)| sub.clone())
+        .collect()
+}
+
+/// Most changes carried by one notification.
+const BATCH: usize = 100;
+
+/// Delivers one subscription's notifications in order, spacing them by its `throttling`. What
+/// queued up while a notification was on its way goes out together, as one notification with
+/// several entities, so a busy subscription keeps up with the writes.
 async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
     let mut last: Option<tokio::time::Instant> = None;
-    while let Some(p) = rx.recv().await {
-        if let (Some(t), Some(prev)) = (p.sub.get("throttling").and_then(Value::as_f64), last) {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        if let (Some(t), Some(prev)) = (first.sub.get("throttling").and_then(Value::as_f64), last) {
             let wait = Duration::from_secs_f64(t).saturating_sub(prev.elapsed());
             tokio::time::sleep(wait).await;
         }
         last = Some(tokio::time::Instant::now());
-        let seq = p.ev.seq;
-        deliver(app.clone(), p.sub, p.ev, p.trigger).await;
-        if let Some(seq) = seq {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                // A subscription updated meanwhile is notified in its new form, separately.
+                Ok(p) if Arc::ptr_eq(&p.sub, &batch[0].sub) => batch.push(p),
+                Ok(p) => {
+                    carried = Some(p);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        deliver(&app, &batch).await;
+        for seq in batch.iter().filter_map(|p| p.ev.seq) {
             tracker.done(seq);
         }
     }
+}
+
+/// The matcher index of a tenant's subscriptions, reusing the matchers of `previous` for the
+/// subscriptions that did not change.
+async fn registry(app: &AppState, tenant: &str, previous: Option<Index>) -> Index {
+    let subs: Vec<Arc<Value>> = app
+        .store
+        .read(|s| s.tenants.get(tenant).map(|t| t.subscriptions.values().cloned().collect()).unwrap_or_default());
+    let previous = previous.unwrap_or_default();
+    let mut entries = Vec::with_capacity(subs.len());
+    for sub in subs {
+        let matcher = match previous.reuse(&sub) {
+            Some(m) => m,
+            None => Arc::new(Matcher::compile(&sub, &*context(app, &sub).await)),
+        };
+        entries.push((sub, matcher));
+    }
+    Index::new(entries)
 }
 
 /// The @context a subscription's names and notifications are in: its `jsonldContext` if it has
@@ -309,104 +345,6 @@ async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {
         Some(c) => app.contexts.resolve(c).await.unwrap_or_else(|_| app.contexts.core()),
         None => app.contexts.core(),
     }
-}
-
-/// The trigger under which `sub` is notified of `ev`, if it is.
-async fn matches(app: &AppState, sub: &Value, ev: &ChangeEvent) -> Option<&'static str> {
-    let now = now_micros();
-    if status(sub, now) != "active" || sub.get("timeInterval").is_some() {
-        return None;
-    }
-    let entity = ev.new.as_deref().or(ev.old.as_deref())?;
-    let ctx = context(app, sub).await;
-    if !selected(sub, entity, &ctx) {
-        return None;
-    }
-    let (trigger, changed) = trigger_of(ev);
-    let triggers: Vec<&str> = match sub.get("notificationTrigger").and_then(Value::as_array) {
-        Some(t) => t.iter().filter_map(Value::as_str).collect(),
-        None => vec!["attributeCreated", "attributeUpdated"],
-    };
-    let fired = match trigger {
-        "entityCreated" => triggers.iter().any(|t| matches!(*t, "entityCreated" | "attributeCreated")),
-        "entityDeleted" => triggers.contains(&"entityDeleted"),
-        _ => triggers.iter().any(|t| *t == "entityUpdated" || changed.iter().any(|(_, kind)| kind == t)),
-    };
-    if !fired {
-        return None;
-    }
-    if let Some(Value::Array(watched)) = sub.get("watchedAttributes") {
-        let names: Vec<&str> = watched.iter().filter_map(Value::as_str).collect();
-        let hit = match trigger {
-            "entityCreated" => entity.attrs.keys().any(|a| names.contains(&a.as_str())),
-            "entityDeleted" => true,
-            _ => changed.iter().any(|(a, _)| names.contains(&a.as_str())),
-        };
-        if !hit {
-            return None;
-        }
-    }
-    if let Some(q) = sub.get("q").and_then(Value::as_str) {
-        let expr = haskap_query::q::parse(q).ok()?;
-        let compiled = haskap_query::eval::compile(&expr, q, &|t| ctx.expand(t)).ok()?;
-        if !compiled.matches(entity) {
-            return None;
-        }
-    }
-    if let Some(scope) = sub.get("scopeQ").and_then(Value::as_str) {
-        let expr = TypeExpr::parse(scope).ok()?;
-        if !haskap_query::filter::scope_matches(&expr, entity.scope.as_deref().unwrap_or(&[])) {
-            return None;
-        }
-    }
-    if let Some(g) = sub.get("geoQ") {
-        let text = |k: &str| g.get(k).and_then(Value::as_str).unwrap_or_default();
-        let coords = match g.get("coordinates") {
-            Some(Value::String(c)) => serde_json::from_str(c).unwrap_or(Value::Null),
-            Some(c) => c.clone(),
-            None => Value::Null,
-        };
-        let property = ctx.expand(g.get("geoproperty").and_then(Value::as_str).unwrap_or("location"));
-        let query = haskap_query::geo::GeoQuery::new(text("georel"), text("geometry"), &coords, property).ok()?;
-        if !query.matches(entity) {
-            return None;
-        }
-    }
-    Some(trigger)
-}
-
-/// What happened to the entity, and which attributes changed how.
-fn trigger_of(ev: &ChangeEvent) -> (&'static str, Vec<(String, &'static str)>) {
-    match (&ev.old, &ev.new) {
-        (None, _) => ("entityCreated", Vec::new()),
-        (_, None) => ("entityDeleted", Vec::new()),
-        (Some(old), Some(new)) => {
-            let mut changed = Vec::new();
-            for (name, inst) in &new.attrs {
-                match old.attrs.get(name) {
-                    None => changed.push((name.clone(), "attributeCreated")),
-                    Some(o) if !same_values(o, inst) => changed.push((name.clone(), "attributeUpdated")),
-                    _ => {}
-                }
-            }
-            for name in old.attrs.keys().filter(|n| !new.attrs.contains_key(*n)) {
-                changed.push((name.clone(), "attributeDeleted"));
-            }
-            ("entityUpdated", changed)
-        }
-    }
-}
-
-/// Whether two attribute versions are the same but for their timestamps.
-fn same_values(a: &[haskap_model::Attribute], b: &[haskap_model::Attribute]) -> bool {
-    a.len() == b.len()
-        && a.iter().zip(b).all(|(x, y)| {
-            x.value == y.value
-                && x.dataset_id == y.dataset_id
-                && x.sub == y.sub
-                && x.observed_at == y.observed_at
-                && x.kind == y.kind
-        })
 }
 
 /// Applies the subscription's `notification.pick` and `notification.omit` (member names as the
@@ -443,23 +381,27 @@ fn render_options(sub: &Value) -> RenderOptions {
     RenderOptions { format, sys_attrs: notification.get("sysAttrs") == Some(&json!(true)), attrs, ..Default::default() }
 }
 
-/// Notifies `sub` of one entity change.
-async fn deliver(app: AppState, sub: Arc<Value>, ev: ChangeEvent, _trigger: &'static str) {
-    let ctx = context(&app, &sub).await;
+/// Notifies a subscription of changes (all of the same subscription), in one notification.
+async fn deliver(app: &AppState, batch: &[Pending]) {
+    let Some(sub) = batch.first().map(|p| p.sub.clone()) else { return };
+    let ctx = context(app, &sub).await;
     let opts = render_options(&sub);
-    let data = match &ev.new {
-        Some(e) => {
-            let mut m = render_entity(e, &ctx, &opts);
-            project(&sub, &mut m);
-            let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
-            if let (true, Some(old), Format::Normalized) = (show, ev.old.as_deref(), opts.format) {
-                show_changes(&mut m, old, e, &ctx, &opts);
+    let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
+    let data = batch
+        .iter()
+        .map(|p| match &p.ev.new {
+            Some(e) => {
+                let mut m = render_entity(e, &ctx, &opts);
+                project(&sub, &mut m);
+                if let (true, Some(old), Format::Normalized) = (show, p.ev.old.as_deref(), opts.format) {
+                    show_changes(&mut m, old, e, &ctx, &opts);
+                }
+                Value::Object(m)
             }
-            Value::Object(m)
-        }
-        None => deleted(ev.old.as_deref(), &ctx),
-    };
-    send(&app, &sub, &ev.tenant, vec![data]).await;
+            None => deleted(p.ev.old.as_deref(), &ctx),
+        })
+        .collect();
+    send(app, &sub, &batch[0].ev.tenant, data).await;
 }
 
 /// Adds the previous values (`previousValue`, `previousObject`, ...) of changed attributes to a
@@ -508,7 +450,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     let context_url =
         sub.get(CONTEXT_KEY).and_then(Value::as_str).unwrap_or(haskap_model::builtin::CORE_CONTEXT_URL).to_string();
     let mut body = json!({
-        "id": format!("urn:ngsi-ld:Notification:{now:x}"),
+        "id": haskap_model::validate::fresh_urn("Notification"),
         "type": "Notification",
         "subscriptionId": id,
         "notifiedAt": format_micros(now),

@@ -69,7 +69,7 @@ async fn create(req: Req) -> ApiResult<Response> {
     let mut sub = subscription::canonical(req.json(), &req.ctx, false)?;
     let id = match sub.get("id").and_then(Value::as_str) {
         Some(id) => id.to_string(),
-        None => format!("urn:ngsi-ld:Subscription:{:x}", now_micros()),
+        None => haskap_model::validate::fresh_urn("Subscription"),
     };
     sub.insert("id".into(), json!(id));
     subscription::check_not_expired(&sub, now)?;

@@ -55,6 +55,14 @@ pub fn check_datetime(v: &Value, what: &str) -> Result<String> {
     }
 }
 
+/// A fresh id `urn:ngsi-ld:{kind}:{time}-{n}`, unique within the process (`n` counts the ids made)
+/// and, through the time, across restarts.
+pub fn fresh_urn(kind: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("urn:ngsi-ld:{kind}:{:x}-{n:x}", now_micros())
+}
+
 /// The current time in microseconds since the epoch.
 pub fn now_micros() -> Micros {
     Utc::now().timestamp_micros()

@@ -6,4 +6,5 @@
 //!
 //! Invariant: notify has no HTTP types; delivery will sit behind a transport trait.
 
+pub mod matcher;
 pub mod subscription;

@@ -47,6 +47,9 @@ pub struct Tenant {
     live: RoaringBitmap,
     /// Subscriptions by id, in canonical JSON form (expanded names), ordered by id.
     pub subscriptions: std::collections::BTreeMap<String, Arc<Value>>,
+    /// Counts the commits that changed [`Tenant::subscriptions`], so that what is derived from
+    /// them (the notifier's matchers) is rebuilt only when they change.
+    pub subscriptions_version: u64,
 }
 
 /// What an entity contributes to the indexes.

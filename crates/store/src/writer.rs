@@ -9,7 +9,7 @@ use haskap_model::Entity;
 use haskap_model::ops::Change;
 
 use crate::disk::Put;
-use crate::state::{Encoded, Keys, State, decode, encode};
+use crate::state::{Encoded, Keys, State, encode};
 use crate::{ChangeEvent, Shared, StoreError};
 
 /// Called once the group is committed (or failed), to answer the request.
@@ -40,6 +40,9 @@ pub struct Txn<'a> {
     new_tenants: Vec<String>,
     /// Subscriptions written by this group: `None` is a deletion.
     subscriptions: Vec<(Key, Option<Arc<serde_json::Value>>)>,
+    /// Every change in the order it was made, so that each write is one change event, even when
+    /// the group writes the same entity several times.
+    steps: Vec<(Key, Option<Version>)>,
     pub(crate) stop: bool,
 }
 
@@ -93,6 +96,11 @@ impl Txn<'_> {
         };
         self.touch_tenant(tenant);
         let key = (tenant.to_string(), id.to_string());
+        // Make sure the committed version is known before it is shadowed, for the change events.
+        if !self.pending.contains_key(&key) {
+            self.get(tenant, id);
+        }
+        self.steps.push((key.clone(), value.clone()));
         if self.pending.insert(key.clone(), value).is_none() {
             self.order.push(key);
         }
@@ -119,11 +127,12 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             failed: None,
             new_tenants: Vec::new(),
             subscriptions: Vec::new(),
+            steps: Vec::new(),
             stop: false,
         };
         let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
         stop = txn.stop;
-        let Txn { mut pending, order, new_tenants, failed, subscriptions, originals, .. } = txn;
+        let Txn { mut pending, order, new_tenants, failed, subscriptions, originals, steps, .. } = txn;
         let originals = originals.into_inner();
         let pending: Vec<((String, String), Option<Version>)> =
             order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
@@ -138,41 +147,42 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
             id,
             bytes: e.as_ref().map(|(_, b)| &**b),
         }));
-        // Index keys before (from the committed version) and after; change events for listeners;
-        // and, for tenants with subscriptions, change-log records committed with the group so that
-        // notifications owed survive a crash.
-        let listening = !shared.listeners.lock().is_empty();
-        let mut events = Vec::new();
+        // Index keys before (from the committed version) and after.
         let mut keys: Vec<Option<(Option<Keys>, Option<Keys>)>> = Vec::with_capacity(pending.len());
         for ((tenant, id), new) in &pending {
-            let committed_old = guard.tenants.get(tenant).and_then(|t| t.encoded(id));
-            let old: Option<Arc<Entity>> = match originals.get(&(tenant.clone(), id.clone())) {
-                Some(known) => known.clone(),
-                None => committed_old.and_then(|b| decode(b).ok()).map(Arc::new),
-            };
+            let old = originals.get(&(tenant.clone(), id.clone())).cloned().flatten();
             // `None`: the index entries stay as they are (the common update of values only).
             keys.push(match (&old, new) {
                 (Some(o), Some((n, _))) if Keys::same(o, n) => None,
                 _ => Some((old.as_deref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
             });
+        }
+        // One change event per write, for listeners; and, for tenants with subscriptions,
+        // change-log records committed with the group so that notifications owed survive a crash.
+        let listening = !shared.listeners.lock().is_empty();
+        let mut events = Vec::new();
+        let mut current: HashMap<&Key, (Option<Arc<Entity>>, Option<Encoded>)> = HashMap::new();
+        for (key, new) in &steps {
+            let (tenant, id) = key;
+            let (old, old_bytes) = current.remove(key).unwrap_or_else(|| {
+                let committed = guard.tenants.get(tenant).and_then(|t| t.encoded(id)).cloned();
+                (originals.get(key).cloned().flatten(), committed)
+            });
             let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
             let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
             if let Some(seq) = seq {
-                let record = (tenant, id, committed_old.map(|b| b.to_vec()), new.as_ref().map(|(_, b)| b.to_vec()));
+                let record =
+                    (tenant, id, old_bytes.as_deref().map(<[u8]>::to_vec), new.as_ref().map(|(_, b)| b.to_vec()));
                 match rmp_serde::to_vec(&record) {
                     Ok(record) => puts.push(Put::Log { seq, record }),
                     Err(e) => tracing::error!(error = %e, "change-log record not encoded"),
                 }
             }
+            let new_entity = new.as_ref().map(|(e, _)| e.clone());
             if listening {
-                events.push(ChangeEvent {
-                    seq,
-                    tenant: tenant.clone(),
-                    id: id.clone(),
-                    old,
-                    new: new.as_ref().map(|(e, _)| e.clone()),
-                });
+                events.push(ChangeEvent { seq, tenant: tenant.clone(), id: id.clone(), old, new: new_entity.clone() });
             }
+            current.insert(key, (new_entity, new.as_ref().map(|(_, b)| b.clone())));
         }
         let committed = match failed {
             Some(e) => Err(e),
@@ -188,13 +198,14 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                 state.tenants.entry(t).or_default();
             }
             for ((tenant, id), v) in subscriptions {
-                let subs = &mut state.tenants.entry(tenant).or_default().subscriptions;
+                let t = state.tenants.entry(tenant).or_default();
+                t.subscriptions_version += 1;
                 match v {
                     Some(v) => {
-                        subs.insert(id, v);
+                        t.subscriptions.insert(id, v);
                     }
                     None => {
-                        subs.remove(&id);
+                        t.subscriptions.remove(&id);
                     }
                 }
             }

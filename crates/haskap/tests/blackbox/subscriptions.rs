@@ -54,6 +54,25 @@ async fn subscription_lifecycle() {
     s.call("DELETE", &format!("/subscriptions/{id}"), None, &[]).await.assert_problem(404, "ResourceNotFound");
 }
 
+/// Regression: ids made from the clock alone collided when subscriptions were created at once (409).
+#[tokio::test]
+async fn concurrent_creations_get_distinct_ids() {
+    let s = Server::start().await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Meter"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}});
+    let created = futures_util::future::join_all((0..50).map(|_| s.post("/subscriptions", &sub))).await;
+    let mut ids: Vec<String> = created
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 201, "{}", r.text);
+            r.header("Location").unwrap()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 50);
+}
+
 #[tokio::test]
 async fn invalid_subscriptions_are_rejected() {
     let s = Server::start().await;
@@ -293,8 +312,16 @@ async fn live_stream_of_changes() {
     let alert =
         json!({"id": "urn:ngsi-ld:Alert:tsunami-1", "type": "Alert", "category": "tsunami", "severity": "high"});
     assert_eq!(s.post("/entities", &alert).await.status, 201);
+    let text = read_stream_until(&mut resp, "tsunami-1").await;
+    assert!(text.contains("event: notification"), "{text}");
+    assert!(!text.contains("urn:ngsi-ld:Park:quiet"), "other types are not streamed: {text}");
+    assert!(text.contains("\"severity\":\"high\""), "{text}");
+}
+
+/// Reads a stream until `needle` arrives (3 s at most per chunk) and gives what was read.
+async fn read_stream_until(resp: &mut reqwest::Response, needle: &str) -> String {
     let mut text = String::new();
-    while !text.contains("tsunami-1") {
+    while !text.contains(needle) {
         let chunk = tokio::time::timeout(std::time::Duration::from_secs(3), resp.chunk())
             .await
             .expect("no event within 3 s")
@@ -302,9 +329,37 @@ async fn live_stream_of_changes() {
             .unwrap();
         text.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(text.contains("event: notification"), "{text}");
-    assert!(!text.contains("urn:ngsi-ld:Park:quiet"), "other types are not streamed: {text}");
-    assert!(text.contains("\"severity\":\"high\""), "{text}");
+    text
+}
+
+/// Regression: a browser's EventSource sends `Accept: text/event-stream` (it was refused with 406)
+/// and cannot send headers, so tenant and @context come as query parameters.
+#[tokio::test]
+async fn the_stream_serves_browser_event_sources() {
+    let s = Server::start().await;
+    let city = "https://w3id.org/haskap/context/city/v1.jsonld";
+    let url = format!(
+        "{}/haskap/v1/stream?type=Alert&options=keyValues&tenant=shiraoi&context={}",
+        s.base,
+        city.replace(':', "%3A").replace('/', "%2F")
+    );
+    let refused = s.client.get(&url).header("Accept", "application/xml").send().await.unwrap();
+    assert_eq!(refused.status(), 406);
+    let mut resp = s.client.get(&url).header("Accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.chunk().await.unwrap().unwrap();
+    let link = format!("<{city}>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"");
+    let alert =
+        json!({"id": "urn:ngsi-ld:Alert:s1", "type": "Alert", "severity": {"type": "Property", "value": "high"}});
+    let other_tenant = s
+        .call("POST", "/entities", Some(&json!({"id": "urn:ngsi-ld:Alert:t1", "type": "Alert"})), &[("Link", &link)])
+        .await;
+    assert_eq!(other_tenant.status, 201);
+    let r = s.call("POST", "/entities", Some(&alert), &[("Link", &link), ("NGSILD-Tenant", "shiraoi")]).await;
+    assert_eq!(r.status, 201);
+    let text = read_stream_until(&mut resp, "urn:ngsi-ld:Alert:s1").await;
+    assert!(text.contains("\"type\":\"Alert\""), "the type is compacted with the city context: {text}");
+    assert!(!text.contains("Alert:t1"), "other tenants are not streamed: {text}");
 }
 
 #[tokio::test]
@@ -342,4 +397,39 @@ async fn notifications_over_mqtt_through_mosquitto() {
     assert_eq!(v["metadata"]["Content-Type"], "application/json");
     assert_eq!(v["body"]["subscriptionId"], "urn:x:mqtt");
     assert_eq!(v["body"]["data"][0]["id"], "urn:ngsi-ld:EvacuationShelter:mqtt");
+}
+
+/// Regression: writes to one entity that were committed in the same group were notified as one
+/// change (the last), so receivers missed values. Every write is notified, in order.
+#[tokio::test]
+async fn every_concurrent_write_to_one_entity_is_notified() {
+    let s = Server::start().await;
+    let (url, got) = receiver().await;
+    let sub = json!({"type": "Subscription", "entities": [{"type": "Meter"}], "watchedAttributes": ["reading"],
+        "notification": {"format": "keyValues", "endpoint": {"uri": url}}});
+    assert_eq!(s.post("/subscriptions", &sub).await.status, 201);
+    let meter = json!({"id": "urn:ngsi-ld:Meter:1", "type": "Meter", "reading": 0});
+    assert_eq!(s.post("/entities", &meter).await.status, 201);
+    let bodies: Vec<_> = (1..=40).map(|k| json!({"reading": k})).collect();
+    let writes = bodies.iter().map(|b| s.call("PATCH", "/entities/urn:ngsi-ld:Meter:1/attrs", Some(b), &[]));
+    for r in futures_util::future::join_all(writes).await {
+        assert_eq!(r.status, 204);
+    }
+    let mut seen: Vec<i64> = Vec::new();
+    for _ in 0..250 {
+        seen = got
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|n| n["data"].as_array().cloned().unwrap_or_default())
+            .filter_map(|e| e["reading"].as_i64())
+            .collect();
+        if seen.len() >= 41 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, (0..=40).collect::<Vec<_>>(), "every value once");
 }
