@@ -25,6 +25,7 @@ use crate::request::{Raw, Req, Spec};
 /// Opens the stream.
 pub async fn open(Raw { app, method, uri, mut headers, body }: Raw) -> ApiResult<Response> {
     let query = headers_from_query(uri.query().unwrap_or(""), &mut headers)?;
+    accept_event_stream(&mut headers)?;
     let req = Req::parse(
         &app,
         &method,
@@ -73,7 +74,7 @@ pub async fn open(Raw { app, method, uri, mut headers, body }: Raw) -> ApiResult
                         }
                     };
                     let now = now_micros();
-                    let body = json!({"id": format!("urn:ngsi-ld:Notification:{now:x}"), "type": "Notification", "notifiedAt": format_micros(now), "data": [data]});
+                    let body = json!({"id": haskap_model::validate::fresh_urn("Notification"), "type": "Notification", "notifiedAt": format_micros(now), "data": [data]});
                     out.push(Ok::<Event, Infallible>(Event::default().event("notification").data(body.to_string())));
                 }
                 if !out.is_empty() {
@@ -111,4 +112,25 @@ fn headers_from_query(query: &str, headers: &mut axum::http::HeaderMap) -> ApiRe
         }
     }
     Ok(rest.join("&"))
+}
+
+/// The stream answers in `text/event-stream` (what a browser's `EventSource` asks for), so the
+/// `Accept` header must allow it; it is then taken out of the NGSI-LD negotiation.
+fn accept_event_stream(headers: &mut axum::http::HeaderMap) -> ApiResult<()> {
+    let Some(accept) = headers.remove(axum::http::header::ACCEPT) else { return Ok(()) };
+    let raw = accept.to_str().unwrap_or_default();
+    let ok = raw.trim().is_empty()
+        || raw.split(',').any(|item| {
+            let media = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            let refused = item.split(';').skip(1).any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*") && !refused
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            haskap_model::ErrorKind::NotAcceptable,
+            format!("cannot answer in {raw}; the stream is text/event-stream"),
+        ))
+    }
 }

@@ -26,6 +26,8 @@
   const SEVERITY_RANK = { critical: 5, high: 4, medium: 3, low: 2, informational: 1 };
   const NET_ZERO_YEAR = 2050;
   const SVG_NS = 'http://www.w3.org/2000/svg';
+  const POLL_MS = 15000; // alerts polling when the live stream is refused
+  const STREAM_RETRY_MS = 60000;
 
   // ---------------------------------------------------------------------------------------------
   // UI strings (Japanese first). Entity names and other data values are never translated.
@@ -64,7 +66,7 @@
       'layer.childcare': '子育て施設',
       'legend.site': '指定緊急避難場所',
       'legend.shelterOpen': '指定避難所（開設中）',
-      'legend.shelter': '指定避難所（未開設）',
+      'legend.shelter': '指定避難所',
       'legend.aed': 'AED',
       'legend.childcare': '子育て施設',
       'legend.point': '選択した地点',
@@ -87,7 +89,6 @@
       'nearest.gpsUnsupported': 'このブラウザーでは現在地を取得できません。',
       'nearest.capacity': '収容 {n} 人',
       'nearest.shelterTag': '避難所',
-      'nearest.showDetails': '詳細',
       'details.close': '閉じる',
       'details.searchHere': 'この場所から近い避難場所',
       'details.address': '所在地',
@@ -98,8 +99,6 @@
       'details.noHazards': '登録なし',
       'details.elevation': '標高',
       'details.telephone': '電話番号',
-      'details.shelter': '指定避難所',
-      'details.shelterYes': '指定あり',
       'details.status': '開設状況',
       'details.open': '開設中',
       'details.closed': '未開設',
@@ -141,7 +140,6 @@
       'alerts.expired': '期限切れ',
       'alerts.updated': '更新',
       'alerts.source': '発表元',
-      'alerts.count': '{n} 件',
       'alerts.strip': '発表中：',
       'alerts.stripMore': 'ほか {n} 件',
       'alerts.stripLink': '警報の一覧へ',
@@ -149,6 +147,7 @@
       'live.open': 'ライブ更新中',
       'live.reconnecting': '再接続中',
       'live.unsupported': '自動更新なし',
+      'live.polling': '定期更新（15 秒ごと）',
       'severity.critical': '緊急',
       'severity.high': '警戒',
       'severity.medium': '注意',
@@ -192,7 +191,6 @@
       'notices.heading': '町内会のお知らせ',
       'notices.none': 'お知らせはありません。',
       'notices.error': 'お知らせを取得できませんでした（{err}）',
-      'notices.more': '本文を表示',
       'notice.disaster': '防災',
       'notice.waste': 'ごみ',
       'notice.snow': '除雪',
@@ -200,6 +198,7 @@
       'footer.context': '語彙',
       'footer.powered': '都市データ基盤',
       'footer.tenant': '表示中：{name}（地方公共団体コード {code}）',
+      'area.chip': '表示中：{name}',
       fy: '{y}年度',
       km: '{n} km',
       m: '{n} m',
@@ -238,7 +237,7 @@
       'layer.childcare': 'Childcare',
       'legend.site': 'Designated evacuation site',
       'legend.shelterOpen': 'Designated shelter (open)',
-      'legend.shelter': 'Designated shelter (not open)',
+      'legend.shelter': 'Designated shelter',
       'legend.aed': 'AED',
       'legend.childcare': 'Childcare facility',
       'legend.point': 'Chosen point',
@@ -261,7 +260,6 @@
       'nearest.gpsUnsupported': 'This browser cannot tell your location.',
       'nearest.capacity': 'Capacity {n}',
       'nearest.shelterTag': 'Shelter',
-      'nearest.showDetails': 'Details',
       'details.close': 'Close',
       'details.searchHere': 'Nearest sites from here',
       'details.address': 'Address',
@@ -272,8 +270,6 @@
       'details.noHazards': 'None registered',
       'details.elevation': 'Elevation',
       'details.telephone': 'Telephone',
-      'details.shelter': 'Designated shelter',
-      'details.shelterYes': 'Yes',
       'details.status': 'Status',
       'details.open': 'Open',
       'details.closed': 'Not open',
@@ -315,7 +311,6 @@
       'alerts.expired': 'Expired',
       'alerts.updated': 'Updated',
       'alerts.source': 'Source',
-      'alerts.count': '{n}',
       'alerts.strip': 'In force:',
       'alerts.stripMore': 'and {n} more',
       'alerts.stripLink': 'See all alerts',
@@ -323,6 +318,7 @@
       'live.open': 'Live',
       'live.reconnecting': 'Reconnecting',
       'live.unsupported': 'No live updates',
+      'live.polling': 'Refreshed every 15 s',
       'severity.critical': 'Critical',
       'severity.high': 'High',
       'severity.medium': 'Medium',
@@ -366,7 +362,6 @@
       'notices.heading': 'Neighbourhood association notices',
       'notices.none': 'No notices.',
       'notices.error': 'Could not load the notices ({err})',
-      'notices.more': 'Read more',
       'notice.disaster': 'Disaster prep',
       'notice.waste': 'Waste',
       'notice.snow': 'Snow',
@@ -374,6 +369,7 @@
       'footer.context': 'Vocabulary',
       'footer.powered': 'City data platform',
       'footer.tenant': 'Showing: {name} (local government code {code})',
+      'area.chip': 'Showing: {name}',
       fy: 'FY{y}',
       km: '{n} km',
       m: '{n} m',
@@ -795,13 +791,14 @@
   }
 
   async function loadAlerts(tenant, current) {
+    const started = Date.now();
     try {
       const list = await entities('Alert', tenant);
       if (!current()) return;
-      // Entities the stream delivered while the query was under way are newer: keep them.
+      // What the stream delivered while the query was under way is newer: keep it.
       const fresh = new Map();
       for (const a of list) fresh.set(a.id, a);
-      for (const [id, a] of state.alerts) if (state.liveAt.has(id)) fresh.set(id, a);
+      for (const [id, a] of state.alerts) if ((state.liveAt.get(id) || 0) >= started) fresh.set(id, a);
       state.alerts = fresh;
       state.alertsStatus = 'ready';
     } catch (error) {
@@ -817,7 +814,22 @@
   // Live updates (Server-Sent Events)
   // ---------------------------------------------------------------------------------------------
 
+  let pollTimer = 0;
+  function startPolling(gen) {
+    if (pollTimer) return;
+    pollTimer = setInterval(() => {
+      if (gen !== state.generation) return stopPolling();
+      loadAlerts(state.tenant, () => gen === state.generation);
+    }, POLL_MS);
+  }
+
+  function stopPolling() {
+    if (pollTimer) clearInterval(pollTimer);
+    pollTimer = 0;
+  }
+
   function connectStream() {
+    stopPolling();
     if (state.stream) {
       state.stream.close();
       state.stream = null;
@@ -834,6 +846,7 @@
     setStreamState('connecting');
     es.addEventListener('open', () => {
       if (state.stream !== es) return;
+      stopPolling();
       setStreamState('open');
       if (state.streamHadError) {
         // Changes may have been missed while disconnected: resynchronise.
@@ -844,13 +857,17 @@
     es.addEventListener('error', () => {
       if (state.stream !== es) return;
       state.streamHadError = true;
-      setStreamState(es.readyState === EventSource.CLOSED ? 'unsupported' : 'reconnecting');
-      if (es.readyState === EventSource.CLOSED) {
-        // The server refused the stream; try again later.
-        setTimeout(() => {
-          if (state.stream === es) connectStream();
-        }, 10000);
+      if (es.readyState !== EventSource.CLOSED) {
+        setStreamState('reconnecting'); // the browser retries by itself
+        return;
       }
+      // The server refused the stream (an HTTP error): fall back to polling the alerts, and try
+      // the stream again from time to time.
+      setStreamState('polling');
+      startPolling(gen);
+      setTimeout(() => {
+        if (state.stream === es && gen === state.generation) connectStream();
+      }, STREAM_RETRY_MS);
     });
     es.addEventListener('notification', (ev) => {
       if (state.stream !== es) return;
@@ -942,9 +959,11 @@
     const x = tenantInfo(state.tenant);
     $('footer-tenant').textContent = t('footer.tenant', { name: tenantName(state.tenant), code: x.code || '–' });
     $('footer-context').textContent = state.contextUrl;
-    // The page heading names the municipality shown.
-    const city = document.querySelector('[data-i18n="title.city"]');
-    if (city) city.textContent = tenantName(state.tenant);
+    // The heading names the municipality shown when it is not the default one (Tomakomai).
+    const chip = $('area-chip');
+    const other = state.tenant !== state.tenants[0].id;
+    chip.hidden = !other;
+    chip.textContent = other ? t('area.chip', { name: tenantName(state.tenant) }) : '';
   }
 
   function renderSampleBanner() {
@@ -1188,6 +1207,7 @@
     const svgEl = $('map-svg');
     const mapEl = $('map');
     mapEl.dataset.state = state.map.status;
+    $('map-tip').hidden = !!(state.point || state.selectedId) || state.map.status !== 'ready';
     const tiles = $('layer-tiles');
     const area = $('layer-area');
     const links = $('layer-links');
@@ -1319,6 +1339,7 @@
   const tileCache = new Map();
   function renderTiles(group, w, h) {
     const attribution = $('map-attribution');
+    $('map').classList.toggle('has-tiles', !!state.tileUrl);
     if (!state.tileUrl) {
       group.replaceChildren();
       attribution.hidden = true;
@@ -1367,7 +1388,7 @@
     const px = nice / metresPerPx;
     const box = $('map-scale');
     box.querySelector('.map-scale-bar').style.width = `${px.toFixed(0)}px`;
-    box.querySelector('.map-scale-label').textContent = fmtDistance(nice).replace('.00', '');
+    box.querySelector('.map-scale-label').textContent = nice >= 1000 ? t('km', { n: fmtNumber(nice / 1000) }) : t('m', { n: fmtNumber(nice, 0) });
   }
 
   function renderMapStatus() {
@@ -1572,7 +1593,24 @@
       }
     }
     renderDetails();
+    keepClearOfDetails(e);
     renderMap();
+  }
+
+  /** Pans the map so that the selected facility is not hidden under the details card. */
+  function keepClearOfDetails(e) {
+    const box = $('details');
+    const p = pointOf(e);
+    if (!state.view || !p || box.hidden || getComputedStyle(box).position !== 'absolute') return;
+    const mapRect = $('map-svg').getBoundingClientRect();
+    const card = box.getBoundingClientRect();
+    const right = card.right - mapRect.left;
+    const top = card.top - mapRect.top;
+    const [x, y] = project(p[0], p[1]);
+    if (x > right + 16 || y < top - 16) return;
+    const { w } = mapSize();
+    const s = scale();
+    state.view.cx += (x - (right + (w - right) / 2)) / s;
   }
 
   function renderDetails() {
@@ -1611,7 +1649,9 @@
       }
       if (op) {
         const open = str(op.openingStatus) === 'open';
-        row(t('details.status'), el('span', { class: `status ${open ? 'is-open' : 'is-closed'}`, text: (open ? t('details.open') : t('details.closed')) + (str(op.statusLabel) ? ` — ${str(op.statusLabel)}` : '') }));
+        const label = open ? t('details.open') : t('details.closed');
+        const extra = str(op.statusLabel) && str(op.statusLabel) !== label ? ` — ${str(op.statusLabel)}` : '';
+        row(t('details.status'), el('span', { class: `status ${open ? 'is-open' : 'is-closed'}`, text: label + extra }));
         if (open) {
           const ev = num(op.evacueeTotal);
           row(t('details.evacuees'), ev === null ? null : t('details.people', { n: fmtNumber(ev, 0) }));
@@ -1836,6 +1876,9 @@
     const table = $('co2-table');
     const summary = $('co2-summary');
     const sampleNote = $('co2-sample');
+    const hasChart = !!(state.emissions && state.emissions.records && state.emissions.records.length);
+    legend.hidden = !hasChart;
+    table.closest('details').hidden = !hasChart;
     legend.replaceChildren(
       ...SECTORS.map((s) => el('li', { dataset: { sector: s } }, el('span', { class: `swatch sector-${s}`, 'aria-hidden': 'true' }), t(`sector.${s}`))),
       el('li', { class: 'legend-target' }, el('span', { class: 'swatch swatch-line', 'aria-hidden': 'true' }), t('co2.target', { netZero: NET_ZERO_YEAR })),
@@ -1892,7 +1935,7 @@
     lastChartWidth = W;
     const narrow = W < 520;
     const H = narrow ? 280 : 340;
-    const m = { top: 16, right: 14, bottom: 34, left: narrow ? 46 : 58 };
+    const m = { top: 30, right: 14, bottom: 34, left: narrow ? 46 : 58 };
     const firstYear = Math.min(years[0], path.length ? path[0].year : years[0]);
     const lastYear = Math.max(NET_ZERO_YEAR, years[years.length - 1]);
     const span = lastYear - firstYear + 1;
@@ -1924,7 +1967,7 @@
         svg('text', { x: m.left - 6, y, dy: '0.32em', 'text-anchor': 'end', class: 'tick', text: fmtNumber(v, 0) }),
       );
     }
-    grid.append(svg('text', { x: 4, y: m.top - 4, class: 'tick unit', text: t('co2.unit'), dy: '0' }));
+    grid.append(svg('text', { x: 4, y: 12, class: 'tick unit', text: t('co2.unit') }));
     // X axis labels: first year, then every 5 years, and 2050.
     const step = narrow ? 10 : 5;
     for (let y = firstYear; y <= lastYear; y++) {
@@ -2104,7 +2147,8 @@
     root.append(svg('polygon', { points: `${pad.l},${H - pad.b} ${pts.join(' ')} ${W - pad.r},${H - pad.b}`, class: 'spark-area' }));
     root.append(svg('polyline', { points: pts.join(' '), class: 'spark-line' }));
     const lastI = series.length - 1;
-    root.append(svg('circle', { cx: x(lastI), cy: y(series[lastI].value), r: 3.5, class: 'spark-dot' }));
+    // A round dot that stays round when the line is stretched to the card's width.
+    root.append(svg('line', { x1: x(lastI), x2: x(lastI), y1: y(series[lastI].value), y2: y(series[lastI].value), class: 'spark-dot' }));
     return root;
   }
 

@@ -659,7 +659,14 @@ const TOWNS: &[Town] = &[
         tenant: "shiraoi",
         code: "015784",
         name: "白老町",
-        outline: &[(141.10, 42.50), (141.42, 42.566), (141.375, 42.625), (141.36, 42.70), (141.15, 42.68)],
+        outline: &[
+            (141.10, 42.48),
+            (141.42, 42.55),
+            (141.42, 42.566),
+            (141.375, 42.625),
+            (141.36, 42.70),
+            (141.15, 42.68),
+        ],
         sites: &[
             site!("白老小学校", "シラオイショウガッコウ", "", 141.3570, 42.5520, 6.0, 500, true, ALL_BUT_TSUNAMI),
             site!("白老中学校", "シラオイチュウガッコウ", "", 141.3480, 42.5590, 15.0, 650, true, INLAND),
@@ -670,7 +677,7 @@ const TOWNS: &[Town] = &[
         tenant: "atsuma",
         code: "015814",
         name: "厚真町",
-        outline: &[(141.83, 42.60), (141.97, 42.58), (142.02, 42.75), (141.90, 42.82), (141.815, 42.70)],
+        outline: &[(141.83, 42.60), (141.89, 42.60), (141.96, 42.75), (141.90, 42.82), (141.815, 42.70)],
         sites: &[
             site!(
                 "厚真町総合福祉センター",
@@ -712,7 +719,14 @@ const TOWNS: &[Town] = &[
         tenant: "mukawa",
         code: "015865",
         name: "むかわ町",
-        outline: &[(141.97, 42.58), (142.10, 42.52), (142.25, 42.62), (142.15, 42.85), (142.02, 42.75)],
+        outline: &[
+            (141.89, 42.60),
+            (141.90, 42.56),
+            (142.10, 42.50),
+            (142.25, 42.62),
+            (142.15, 42.85),
+            (141.96, 42.75),
+        ],
         sites: &[
             site!("鵡川中学校", "ムカワチュウガッコウ", "", 141.9270, 42.5800, 12.0, 550, true, INLAND),
             site!("穂別小学校", "ホベツショウガッコウ", "", 142.1440, 42.7620, 60.0, 300, true, INLAND),
@@ -751,6 +765,34 @@ mod tests {
         assert_eq!(count("KeyPerformanceIndicator"), 5);
         assert!(count("EvacuationSite") >= 30);
         assert_eq!(count("AdministrativeArea"), 1);
+    }
+
+    /// Ray casting, enough for the simple outlines of the demo.
+    fn inside(point: &Value, ring: &Value) -> bool {
+        let (x, y) = (point[0].as_f64().unwrap(), point[1].as_f64().unwrap());
+        let ring: Vec<(f64, f64)> =
+            ring.as_array().unwrap().iter().map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap())).collect();
+        let mut inside = false;
+        for w in ring.windows(2) {
+            let ((x1, y1), (x2, y2)) = (w[0], w[1]);
+            if (y1 > y) != (y2 > y) && x < x1 + (y - y1) / (y2 - y1) * (x2 - x1) {
+                inside = !inside;
+            }
+        }
+        inside
+    }
+
+    /// Regression: Mukawa's outline missed the town's own sites.
+    #[test]
+    fn every_evacuation_site_lies_inside_its_town_outline() {
+        for t in dataset(&[]) {
+            let area = t.entities.iter().find(|e| e["type"] == "AdministrativeArea").unwrap();
+            let ring = &area["location"]["value"]["coordinates"][0];
+            for site in t.entities.iter().filter(|e| e["type"] == "EvacuationSite") {
+                let p = &site["location"]["value"]["coordinates"];
+                assert!(inside(p, ring), "{} of {:?} at {p} is outside the outline", site["name"]["value"], t.tenant);
+            }
+        }
     }
 
     #[test]
