@@ -216,7 +216,16 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
         if let Some(g) = near {
             // Near: nearest first, so every candidate is measured.
             let Geometry::Point(p) = g.geometry else { return (0, Vec::new()) };
-            let mut hits: Vec<(f64, u32)> = matching().map(|(s, e)| (nearest(&e, &g.property, p), s)).collect();
+            // Points (the common case) are measured from the index alone, without decoding.
+            let indexed = filter
+                .is_index_exact_but_geo()
+                .then(|| g.envelope())
+                .flatten()
+                .and_then(|env| t.points_within(&g.property, env, &candidates));
+            let mut hits: Vec<(f64, u32)> = match indexed {
+                Some(points) => near_points(points, g, p),
+                None => matching().map(|(s, e)| (nearest(&e, &g.property, p), s)).collect(),
+            };
             hits.sort_by(|a, b| a.0.total_cmp(&b.0));
             return (hits.len(), page_of(hits.into_iter().map(|(_, s)| s).collect()));
         }
@@ -304,6 +313,20 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
 }
 
 /// The distance in metres from `p` to the closest instance of GeoProperty `property` of `e`.
+/// The entities among `points` (several per entity when its GeoProperty has several instances)
+/// that satisfy the near query `g` around `p`, each with its distance to the nearest instance.
+fn near_points(points: Vec<(u32, [f64; 2])>, g: &haskap_query::geo::GeoQuery, p: geo::Point<f64>) -> Vec<(f64, u32)> {
+    let GeoRel::Near { max, min } = g.rel else { return Vec::new() };
+    let mut by_slot: std::collections::BTreeMap<u32, (f64, bool)> = std::collections::BTreeMap::new();
+    for (slot, [x, y]) in points {
+        let d = haskap_query::geo::distance_m(&Geometry::Point(geo::Point::new(x, y)), p);
+        let ok = max.is_none_or(|m| d <= m) && min.is_none_or(|m| d >= m);
+        let entry = by_slot.entry(slot).or_insert((f64::INFINITY, false));
+        *entry = (entry.0.min(d), entry.1 || ok);
+    }
+    by_slot.into_iter().filter(|(_, (_, ok))| *ok).map(|(s, (d, _))| (d, s)).collect()
+}
+
 fn nearest(e: &haskap_model::Entity, property: &str, p: geo::Point<f64>) -> f64 {
     e.attrs
         .get(property)

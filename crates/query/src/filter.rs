@@ -57,7 +57,12 @@ impl Filter {
     /// Whether ids, types and attributes alone decide the selection (so that indexes answer it
     /// exactly, counts included, without looking at entities).
     pub fn is_index_exact(&self) -> bool {
-        self.id_pattern.is_none() && self.q.is_none() && self.scope.is_none() && self.geo.is_none()
+        self.is_index_exact_but_geo() && self.geo.is_none()
+    }
+
+    /// Whether the indexes answer everything but the geo-query.
+    pub fn is_index_exact_but_geo(&self) -> bool {
+        self.id_pattern.is_none() && self.q.is_none() && self.scope.is_none()
     }
 }
 

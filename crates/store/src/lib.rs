@@ -14,6 +14,7 @@
 //! Invariant: the store never sees an @context or HTTP; entities arrive expanded.
 
 mod disk;
+mod msgpack;
 mod state;
 mod writer;
 

@@ -224,6 +224,32 @@ impl Tenant {
         (set, f.is_index_exact())
     }
 
+    /// The points of GeoProperty `property` within `envelope` (`[min lon, min lat, max lon, max
+    /// lat]`) of the entities in `among`, by slot, straight from the index. None when one of those
+    /// geometries is not a point or the envelope crosses the antimeridian: then the geometries
+    /// themselves must be read.
+    pub fn points_within(
+        &self,
+        property: &str,
+        envelope: [f64; 4],
+        among: &RoaringBitmap,
+    ) -> Option<Vec<(u32, [f64; 2])>> {
+        if envelope[0] < -180.0 || envelope[2] > 180.0 {
+            return None;
+        }
+        let Some(tree) = self.geo.get(property) else { return Some(Vec::new()) };
+        let env = AABB::from_corners([envelope[0], envelope[1]], [envelope[2], envelope[3]]);
+        let mut out = Vec::new();
+        for b in tree.locate_in_envelope_intersecting(&env).filter(|b| among.contains(b.data)) {
+            let (lo, hi) = (b.geom().lower(), b.geom().upper());
+            if lo != hi {
+                return None;
+            }
+            out.push((b.data, lo));
+        }
+        Some(out)
+    }
+
     fn types(&self, t: &TypeExpr) -> RoaringBitmap {
         match t {
             TypeExpr::Is(name) => self.by_type.get(name).cloned().unwrap_or_default(),
@@ -339,75 +365,55 @@ pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
 }
 
 /// Decodes an entity keeping only the attributes named in `wanted` (expanded names): enough to
-/// evaluate a query, at a fraction of the cost of a full decode.
+/// evaluate a query, at a fraction of the cost of a full decode. The other attributes are stepped
+/// over by their encoded length, never decoded.
 pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError> {
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-    use std::fmt;
-
-    struct EntitySeed<'w>(&'w [&'w str]);
-    struct AttrsSeed<'w>(&'w [&'w str]);
-
-    impl<'de> DeserializeSeed<'de> for AttrsSeed<'_> {
-        type Value = haskap_model::Attrs;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
+    use crate::msgpack::{map_header, str_at, value_len};
+    let corrupt = |what: &str| StoreError::Corrupt(format!("entity record: {what}"));
+    fn de<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
+        rmp_serde::from_slice(v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))
     }
-    impl<'de> Visitor<'de> for AttrsSeed<'_> {
-        type Value = haskap_model::Attrs;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("attributes")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = haskap_model::Attrs::new();
-            while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if self.0.contains(&name.as_ref()) {
-                    out.insert(name.into_owned(), map.next_value()?);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+    let mut e = Entity {
+        id: String::new(),
+        types: Vec::new(),
+        scope: None,
+        created_at: 0,
+        modified_at: 0,
+        attrs: Default::default(),
+    };
+    let (n, mut pos) = map_header(bytes).ok_or_else(|| corrupt("not a map"))?;
+    for _ in 0..n {
+        let (key, klen) = str_at(&bytes[pos..]).ok_or_else(|| corrupt("bad key"))?;
+        pos += klen;
+        let rest = &bytes[pos..];
+        if key == b"a" {
+            // Walked once, attribute by attribute: its end is where the last attribute ends.
+            let (count, mut at) = map_header(rest).ok_or_else(|| corrupt("attributes are not a map"))?;
+            for _ in 0..count {
+                let (name, nlen) = str_at(&rest[at..]).ok_or_else(|| corrupt("bad attribute name"))?;
+                at += nlen;
+                let alen = value_len(&rest[at..]).ok_or_else(|| corrupt("truncated attribute"))?;
+                if let Some(w) = wanted.iter().find(|w| w.as_bytes() == name) {
+                    e.attrs.insert((*w).to_string(), de(&rest[at..at + alen])?);
                 }
+                at += alen;
             }
-            Ok(out)
+            pos += at;
+            continue;
         }
+        let vlen = value_len(rest).ok_or_else(|| corrupt("truncated"))?;
+        let v = &rest[..vlen];
+        match key {
+            b"id" => e.id = de(v)?,
+            b"t" => e.types = de(v)?,
+            b"s" => e.scope = de(v)?,
+            b"c" => e.created_at = de(v)?,
+            b"m" => e.modified_at = de(v)?,
+            _ => {}
+        }
+        pos += vlen;
     }
-    impl<'de> DeserializeSeed<'de> for EntitySeed<'_> {
-        type Value = Entity;
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Entity, D::Error> {
-            d.deserialize_map(self)
-        }
-    }
-    impl<'de> Visitor<'de> for EntitySeed<'_> {
-        type Value = Entity;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an entity")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entity, A::Error> {
-            let mut e = Entity {
-                id: String::new(),
-                types: Vec::new(),
-                scope: None,
-                created_at: 0,
-                modified_at: 0,
-                attrs: Default::default(),
-            };
-            while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                match k.as_ref() {
-                    "id" => e.id = map.next_value()?,
-                    "t" => e.types = map.next_value()?,
-                    "s" => e.scope = map.next_value()?,
-                    "c" => e.created_at = map.next_value()?,
-                    "m" => e.modified_at = map.next_value()?,
-                    "a" => e.attrs = map.next_value_seed(AttrsSeed(self.0))?,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(e)
-        }
-    }
-    let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-    EntitySeed(wanted).deserialize(&mut de).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))
+    Ok(e)
 }
 
 #[cfg(test)]
@@ -422,6 +428,8 @@ mod tests {
         let e = p.entity(&serde_json::json!({"id": "urn:x:1", "type": "T", "scope": "/a", "a": 1, "b": {"type": "Relationship", "object": "urn:x:2"}, "c": "three"})).unwrap();
         let bytes = encode(&e).unwrap();
         let sparse = decode_sparse(&bytes, &["urn:v:b"]).unwrap();
+        assert!(decode_sparse(&bytes[..bytes.len() - 3], &["urn:v:b"]).is_err(), "truncated records are errors");
+        assert!(decode_sparse(b"\xc1", &[]).is_err());
         assert_eq!(sparse.attrs.keys().collect::<Vec<_>>(), vec!["urn:v:b"]);
         assert_eq!(sparse.attrs["urn:v:b"], e.attrs["urn:v:b"]);
         assert_eq!(

@@ -288,3 +288,35 @@ async fn discovery_reflects_live_entities() {
     assert_eq!(s.post("/entityOperations/delete", &json!(ids)).await.status, 204);
     assert_eq!(s.get("/types").await.json()["typeList"], json!(["Shelter"]));
 }
+
+/// Near queries measure points from the index and other geometries from the entity: both kinds
+/// together come back nearest first, with minDistance and maxDistance applied to each.
+#[tokio::test]
+async fn near_mixes_points_and_other_geometries() {
+    let s = Server::start().await;
+    let point = |id: &str, lon: f64, lat: f64| json!({"id": id, "type": "Site", "location": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [lon, lat]}}});
+    let square = json!({"id": "urn:x:area", "type": "Site", "location": {"type": "GeoProperty", "value": {"type": "Polygon",
+        "coordinates": [[[141.599, 42.629], [141.601, 42.629], [141.601, 42.631], [141.599, 42.631], [141.599, 42.629]]]}}});
+    let batch = json!([
+        point("urn:x:100m", 141.6012, 42.63),
+        point("urn:x:400m", 141.6049, 42.63),
+        point("urn:x:far", 141.7, 42.7),
+        square
+    ]);
+    assert_eq!(s.post("/entityOperations/create", &batch).await.status, 201);
+    let near = |rel: &str| {
+        format!("/entities?type=Site&georel=near;{rel}&geometry=Point&coordinates=[141.6,42.63]&options=keyValues")
+    };
+    let ids = |r: crate::util::Resp| -> Vec<String> {
+        r.json().as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(s.get(&near("maxDistance==1000")).await), ["urn:x:area", "urn:x:100m", "urn:x:400m"]);
+    assert_eq!(ids(s.get(&near("maxDistance==1000;minDistance==50")).await), ["urn:x:100m", "urn:x:400m"]);
+    // Around urn:x:400m, within 310 m, the area is out of reach: only points, measured from the
+    // index alone, by the same rules (urn:x:100m is ~303 m away).
+    let around =
+        |rel: &str| format!("/entities?type=Site&georel=near;{rel}&geometry=Point&coordinates=[141.6049,42.63]");
+    assert_eq!(ids(s.get(&around("maxDistance==310")).await), ["urn:x:400m", "urn:x:100m"]);
+    assert_eq!(ids(s.get(&around("maxDistance==310;minDistance==10")).await), ["urn:x:100m"]);
+    assert_eq!(ids(s.get(&format!("{}&idPattern=.*400m$", around("maxDistance==310"))).await), ["urn:x:400m"]);
+}

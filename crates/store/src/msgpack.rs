@@ -1,0 +1,117 @@
+//! Walking MessagePack without decoding it: the extent of a value, map headers and string keys,
+//! so that a query can pick the attributes it needs out of a stored entity and step over the
+//! rest without validating or allocating anything.
+
+/// The length in bytes of the value at the start of `b`; None when `b` is truncated or invalid.
+pub(crate) fn value_len(b: &[u8]) -> Option<usize> {
+    let m = *b.first()?;
+    let be = |at: usize, n: usize| -> Option<usize> {
+        Some(b.get(at..at + n)?.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)))
+    };
+    let (head, body) = match m {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0),
+        0x80..=0x8f => return values_len(b, 1, 2 * usize::from(m & 0x0f)),
+        0x90..=0x9f => return values_len(b, 1, usize::from(m & 0x0f)),
+        0xa0..=0xbf => (1, usize::from(m & 0x1f)),
+        0xc4 | 0xd9 => (2, be(1, 1)?),
+        0xc5 | 0xda => (3, be(1, 2)?),
+        0xc6 | 0xdb => (5, be(1, 4)?),
+        0xc7 => (3, be(1, 1)?),
+        0xc8 => (4, be(1, 2)?),
+        0xc9 => (6, be(1, 4)?),
+        0xcc | 0xd0 => (2, 0),
+        0xcd | 0xd1 => (3, 0),
+        0xca | 0xce | 0xd2 => (5, 0),
+        0xcb | 0xcf | 0xd3 => (9, 0),
+        0xd4 => (3, 0),
+        0xd5 => (4, 0),
+        0xd6 => (6, 0),
+        0xd7 => (10, 0),
+        0xd8 => (18, 0),
+        0xdc => return values_len(b, 3, be(1, 2)?),
+        0xdd => return values_len(b, 5, be(1, 4)?),
+        0xde => return values_len(b, 3, 2 * be(1, 2)?),
+        0xdf => return values_len(b, 5, 2 * be(1, 4)?),
+        0xc1 => return None,
+    };
+    let end = head + body;
+    (end <= b.len()).then_some(end)
+}
+
+/// The end of `n` consecutive values starting at `start`.
+fn values_len(b: &[u8], start: usize, n: usize) -> Option<usize> {
+    let mut pos = start;
+    for _ in 0..n {
+        pos += value_len(b.get(pos..)?)?;
+    }
+    Some(pos)
+}
+
+/// A map header at the start of `b`: the number of entries and the header's length.
+pub(crate) fn map_header(b: &[u8]) -> Option<(usize, usize)> {
+    let m = *b.first()?;
+    let be = |n: usize| Some(b.get(1..1 + n)?.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)));
+    match m {
+        0x80..=0x8f => Some((usize::from(m & 0x0f), 1)),
+        0xde => Some((be(2)?, 3)),
+        0xdf => Some((be(4)?, 5)),
+        _ => None,
+    }
+}
+
+/// A string at the start of `b`: its bytes (not validated) and the total length.
+pub(crate) fn str_at(b: &[u8]) -> Option<(&[u8], usize)> {
+    let m = *b.first()?;
+    let len = value_len(b)?;
+    let head = match m {
+        0xa0..=0xbf => 1,
+        0xd9 => 2,
+        0xda => 3,
+        0xdb => 5,
+        _ => return None,
+    };
+    Some((&b[head..len], len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn value_lengths_match_what_rmp_writes() {
+        let long = "x".repeat(70_000);
+        let values = [
+            json!(null),
+            json!(true),
+            json!(7),
+            json!(-7),
+            json!(300),
+            json!(-300),
+            json!(70_000),
+            json!(5_000_000_000u64),
+            json!(-5_000_000_000i64),
+            json!(1.5),
+            json!("short"),
+            json!("x".repeat(40)),
+            json!("x".repeat(300)),
+            json!(long),
+            json!([1, "two", [3], {"four": 4}]),
+            json!((0..20).collect::<Vec<_>>()),
+            json!({"a": {"b": [1, 2, {"c": null}]}, "d": "e"}),
+            json!((0..20).map(|i| (i.to_string(), json!(i))).collect::<serde_json::Map<_, _>>()),
+        ];
+        for v in values {
+            let bytes = rmp_serde::to_vec_named(&v).unwrap();
+            assert_eq!(value_len(&bytes), Some(bytes.len()), "{v}");
+            let mut padded = bytes.clone();
+            padded.extend_from_slice(&[0xc0, 0xc0]);
+            assert_eq!(value_len(&padded), Some(bytes.len()), "{v} followed by more");
+            assert_eq!(value_len(&bytes[..bytes.len() - 1]), None, "{v} truncated");
+        }
+        let map = rmp_serde::to_vec_named(&json!({"key": 1})).unwrap();
+        assert_eq!(map_header(&map), Some((1, 1)));
+        assert_eq!(str_at(&map[1..]), Some((&b"key"[..], 4)));
+        assert_eq!(value_len(&[0xc1]), None);
+    }
+}
