@@ -107,7 +107,12 @@ impl AppState {
     /// The state over `store` with `config`.
     pub fn new(store: Store, config: ApiConfig) -> Result<AppState, haskap_model::NgsiError> {
         let contexts = ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
-        let http = reqwest::Client::builder().build().map_err(|e| haskap_model::NgsiError::internal(e.to_string()))?;
+        // Title-Case header names (`Link`, `NGSILD-Tenant`), as receivers written against other
+        // brokers (and the ETSI suite's) expect.
+        let http = reqwest::Client::builder()
+            .http1_title_case_headers()
+            .build()
+            .map_err(|e| haskap_model::NgsiError::internal(e.to_string()))?;
         let app = AppState(Arc::new(AppInner { store, contexts, config, notifier: Default::default(), http }));
         Ok(app)
     }

@@ -378,7 +378,12 @@ fn render_options(sub: &Value) -> RenderOptions {
         .get("attributes")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|n| n.as_str().map(str::to_string)).collect());
-    RenderOptions { format, sys_attrs: notification.get("sysAttrs") == Some(&json!(true)), attrs, ..Default::default() }
+    let dataset_ids = sub
+        .get("datasetId")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_str).map(|d| (d != "@none").then(|| d.to_string())).collect());
+    let sys_attrs = notification.get("sysAttrs") == Some(&json!(true));
+    RenderOptions { format, sys_attrs, attrs, dataset_ids, ..Default::default() }
 }
 
 /// Notifies a subscription of changes (all of the same subscription), in one notification.
@@ -392,16 +397,46 @@ async fn deliver(app: &AppState, batch: &[Pending]) {
         .map(|p| match &p.ev.new {
             Some(e) => {
                 let mut m = render_entity(e, &ctx, &opts);
-                project(&sub, &mut m);
-                if let (true, Some(old), Format::Normalized) = (show, p.ev.old.as_deref(), opts.format) {
-                    show_changes(&mut m, old, e, &ctx, &opts);
+                // Notifications carry the entity's system attributes in every format.
+                if opts.sys_attrs && opts.format == Format::KeyValues {
+                    m.insert("createdAt".into(), json!(format_micros(e.created_at)));
+                    m.insert("modifiedAt".into(), json!(format_micros(e.modified_at)));
                 }
+                if let Some(old) = p.ev.old.as_deref() {
+                    mark_deleted(&mut m, old, e, &ctx, &opts);
+                    if show && opts.format == Format::Normalized {
+                        show_changes(&mut m, old, e, &ctx, &opts);
+                    }
+                }
+                project(&sub, &mut m);
                 Value::Object(m)
             }
-            None => deleted(p.ev.old.as_deref(), &ctx),
+            None => deleted(p.ev.old.as_deref(), &ctx, &opts, show),
         })
         .collect();
     send(app, &sub, &batch[0].ev.tenant, data).await;
+}
+
+/// Shows the attributes the change deleted, as `urn:ngsi-ld:null` (the standard's way of saying
+/// "deleted" in a notification).
+fn mark_deleted(
+    m: &mut serde_json::Map<String, Value>,
+    old: &Entity,
+    new: &Entity,
+    ctx: &ActiveContext,
+    opts: &RenderOptions,
+) {
+    for (name, before) in old.attrs.iter().filter(|(n, _)| !new.attrs.contains_key(*n)) {
+        if opts.attrs.as_ref().is_some_and(|a| !a.contains(name)) {
+            continue;
+        }
+        let Some(b) = before.first() else { continue };
+        let shown = match opts.format {
+            Format::KeyValues => json!(haskap_model::parse::NGSI_LD_NULL),
+            _ => json!({"type": b.kind.name(), b.kind.value_key(): deleted_member(b.kind)}),
+        };
+        m.insert(ctx.compact(name), shown);
+    }
 }
 
 /// Adds the previous values (`previousValue`, `previousObject`, ...) of changed attributes to a
@@ -425,16 +460,37 @@ fn show_changes(
             None => {
                 m.insert(
                     key_name,
-                    json!({"type": b.kind.name(), key: haskap_model::parse::NGSI_LD_NULL, previous: b.value}),
+                    json!({"type": b.kind.name(), key: deleted_member(b.kind), previous: previous_of(b, ctx)}),
                 );
             }
             Some(a) if a.value != b.value => {
                 if let Some(Value::Object(attr)) = m.get_mut(&key_name) {
-                    attr.insert(previous, b.value.clone());
+                    attr.insert(previous, previous_of(b, ctx));
                 }
             }
             _ => {}
         }
+    }
+}
+
+/// What stands in a deleted attribute's value member: `urn:ngsi-ld:null` (in a language map for a
+/// LanguageProperty).
+fn deleted_member(kind: haskap_model::AttrKind) -> Value {
+    let marker = haskap_model::parse::NGSI_LD_NULL;
+    match kind {
+        haskap_model::AttrKind::LanguageProperty => json!({"@none": marker}),
+        _ => json!(marker),
+    }
+}
+
+/// An attribute's value as its previous value in a notification (vocabulary IRIs compacted).
+fn previous_of(a: &haskap_model::Attribute, ctx: &ActiveContext) -> Value {
+    match (&a.kind, &a.value) {
+        (haskap_model::AttrKind::VocabProperty, Value::String(v)) => json!(ctx.compact(v)),
+        (haskap_model::AttrKind::VocabProperty, Value::Array(vs)) => {
+            vs.iter().map(|v| v.as_str().map_or(v.clone(), |v| json!(ctx.compact(v)))).collect()
+        }
+        (_, v) => v.clone(),
     }
 }
 
@@ -447,8 +503,13 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     let uri = endpoint.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
     let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
     let now = now_micros();
-    let context_url =
-        sub.get(CONTEXT_KEY).and_then(Value::as_str).unwrap_or(haskap_model::builtin::CORE_CONTEXT_URL).to_string();
+    // The subscription's `jsonldContext`, else the @context it was created with.
+    let context = sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY)).cloned();
+    let context_url = match &context {
+        Some(Value::String(u)) => u.clone(),
+        Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
+        _ => haskap_model::builtin::CORE_CONTEXT_URL.to_string(),
+    };
     let mut body = json!({
         "id": haskap_model::validate::fresh_urn("Notification"),
         "type": "Notification",
@@ -457,7 +518,18 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         "data": data,
     });
     if ld {
-        body["@context"] = sub.get(CONTEXT_KEY).cloned().unwrap_or(json!(context_url));
+        // In JSON-LD, the notification and each entity in it carry the @context.
+        let ctx = match &context {
+            Some(Value::Array(a)) if a.len() == 1 => json!(context_url),
+            Some(c) => c.clone(),
+            None => json!(context_url),
+        };
+        for e in body["data"].as_array_mut().into_iter().flatten() {
+            if let Value::Object(m) = e {
+                m.insert("@context".into(), ctx.clone());
+            }
+        }
+        body["@context"] = ctx;
     }
     let link = crate::response::context_link(&context_url);
     let ok = if uri.starts_with("mqtt://") {
@@ -472,10 +544,10 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
             metadata["Link"] = json!(link);
         }
         let payload = json!({"metadata": metadata, "body": body}).to_string().into_bytes();
-        with_retries(app, &id, || publish_mqtt(&uri, qos, payload.clone())).await
+        with_retries(app, tenant, &id, || publish_mqtt(&uri, qos, payload.clone())).await
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
         let body = body.to_string();
-        with_retries(app, &id, || {
+        with_retries(app, tenant, &id, || {
             let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.clone());
             rb = if ld {
                 rb.header("Content-Type", "application/ld+json")
@@ -503,14 +575,18 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         .await
     } else {
         tracing::warn!(subscription = %id, %uri, "only http, https and mqtt endpoints are supported");
+        app.notifier.record(tenant, &id, false, now);
         false
     };
-    app.notifier.record(tenant, &id, ok, now);
+    if ok {
+        app.notifier.record(tenant, &id, true, now);
+    }
 }
 
 /// Runs `attempt` until it succeeds, with exponential backoff (0.2 s doubling, at most 30 s
-/// apart), giving up when the next try would fall beyond the notification horizon.
-async fn with_retries<F, Fut>(app: &AppState, subscription: &str, mut attempt: F) -> bool
+/// apart), giving up when the next try would fall beyond the notification horizon. Each failed
+/// attempt is recorded at once (`lastFailure`, status `failed`), as the standard asks.
+async fn with_retries<F, Fut>(app: &AppState, tenant: &str, subscription: &str, mut attempt: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
@@ -519,7 +595,10 @@ where
     for n in 0u32.. {
         match attempt().await {
             Ok(()) => return true,
-            Err(e) => tracing::warn!(%subscription, error = %e, "notification not delivered"),
+            Err(e) => {
+                tracing::warn!(%subscription, error = %e, "notification not delivered");
+                app.notifier.record(tenant, subscription, false, now_micros());
+            }
         }
         let backoff = Duration::from_millis(200u64 << n.min(8)).min(Duration::from_secs(30));
         if tokio::time::Instant::now() + backoff > give_up {
@@ -574,11 +653,25 @@ async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>) -> Result<(), String
 }
 
 /// What a notification carries for a deleted entity: its id and type, and when.
-fn deleted(old: Option<&Entity>, ctx: &ActiveContext) -> Value {
-    match old {
-        Some(e) => {
-            json!({"id": e.id, "type": haskap_model::render::render_types(&e.types, ctx), "deletedAt": format_micros(now_micros())})
-        }
-        None => Value::Null,
+fn deleted(old: Option<&Entity>, ctx: &ActiveContext, opts: &RenderOptions, show_changes: bool) -> Value {
+    let Some(e) = old else { return Value::Null };
+    let mut m = json!({"id": e.id, "type": haskap_model::render::render_types(&e.types, ctx), "deletedAt": format_micros(now_micros())});
+    if opts.sys_attrs {
+        m["createdAt"] = json!(format_micros(e.created_at));
+        m["modifiedAt"] = json!(format_micros(e.modified_at));
     }
+    if show_changes {
+        // Every attribute it had, as deleted, with its previous value.
+        for (name, instances) in &e.attrs {
+            let Some(b) = instances.first() else { continue };
+            if opts.attrs.as_ref().is_some_and(|a| !a.contains(name)) {
+                continue;
+            }
+            let key = b.kind.value_key();
+            let previous = format!("previous{}{}", key[..1].to_uppercase(), &key[1..]);
+            m[ctx.compact(name)] =
+                json!({"type": b.kind.name(), key: haskap_model::parse::NGSI_LD_NULL, previous: previous_of(b, ctx)});
+        }
+    }
+    m
 }

@@ -72,6 +72,9 @@ impl Matcher {
         let triggers = strings(sub.get("notificationTrigger"))
             .unwrap_or_else(|| vec!["attributeCreated".into(), "attributeUpdated".into()]);
         let q = sub.get("q").and_then(Value::as_str).and_then(|q| {
+            // Clients write q as they would in a URL, percent-encoded (`name=="Eiffel%20Tower"`).
+            let q = percent_encoding::percent_decode_str(q).decode_utf8_lossy();
+            let q = q.as_ref();
             let compiled =
                 haskap_query::q::parse(q).ok().and_then(|e| haskap_query::eval::compile(&e, q, &expand).ok());
             broken |= compiled.is_none();
@@ -193,7 +196,27 @@ pub fn trigger_of(old: Option<&Entity>, new: Option<&Entity>) -> (&'static str, 
             for (name, inst) in &new.attrs {
                 match old.attrs.get(name) {
                     None => changed.push((name.clone(), "attributeCreated")),
-                    Some(o) if !same_values(o, inst) => changed.push((name.clone(), "attributeUpdated")),
+                    Some(o) if !same_values(o, inst) => {
+                        // Instances (by datasetId) that went or came are deletions and creations;
+                        // anything else is an update.
+                        let has = |list: &[Attribute], d: &Option<String>| list.iter().any(|x| x.dataset_id == *d);
+                        let lost = o.iter().any(|x| !has(inst, &x.dataset_id));
+                        let gained = inst.iter().any(|y| !has(o, &y.dataset_id));
+                        if lost {
+                            changed.push((name.clone(), "attributeDeleted"));
+                        }
+                        if gained {
+                            changed.push((name.clone(), "attributeCreated"));
+                        }
+                        let kept_changed = inst.iter().any(|y| {
+                            o.iter()
+                                .find(|x| x.dataset_id == y.dataset_id)
+                                .is_some_and(|x| !same_values(std::slice::from_ref(x), std::slice::from_ref(y)))
+                        });
+                        if kept_changed || (!lost && !gained) {
+                            changed.push((name.clone(), "attributeUpdated"));
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -317,6 +340,30 @@ mod tests {
         let later = parse_datetime("2030-01-01T00:00:01Z").unwrap().timestamp_micros();
         assert_eq!(m.on_change(None, Some(&warm), later), None, "expired");
         assert_eq!(m.types(), None, "an idPattern selector without type can select any type");
+    }
+
+    /// Regression (ETSI 046_22_06, 046_05): deleting one instance of a multi-instance attribute is
+    /// an attributeDeleted; q in a subscription may be percent-encoded as in a URL.
+    #[test]
+    fn instance_deletions_and_percent_encoded_q() {
+        let ctx = ctx();
+        let parser = haskap_model::parse::Parser { ctx: &ctx, now: 0, limits: Default::default() };
+        let two = parser
+            .entity(&json!({"id": "urn:b:1", "type": "Building", "name": [
+                {"type": "Property", "value": "Eiffel Tower"},
+                {"type": "Property", "value": "Tour Eiffel", "datasetId": "urn:d:fr"}]}))
+            .unwrap();
+        let one = parser
+            .entity(
+                &json!({"id": "urn:b:1", "type": "Building", "name": {"type": "Property", "value": "Eiffel Tower"}}),
+            )
+            .unwrap();
+        let deleted = Matcher::compile(&json!({"notificationTrigger": ["attributeDeleted"]}), &ctx);
+        let updated = Matcher::compile(&json!({"notificationTrigger": ["attributeUpdated"]}), &ctx);
+        assert_eq!(deleted.on_change(Some(&two), Some(&one), 0), Some("entityUpdated"));
+        assert_eq!(updated.on_change(Some(&two), Some(&one), 0), None, "nothing kept changed");
+        let q = Matcher::compile(&json!({"q": "name==%22Eiffel%20Tower%22"}), &ctx);
+        assert!(q.selects(&one));
     }
 
     #[test]
