@@ -77,6 +77,11 @@ impl Notifier {
         }
     }
 
+    /// Records that a notification is being sent (`lastNotification`), before its outcome.
+    fn attempt(&self, tenant: &str, id: &str, at: i64) {
+        self.stats.lock().entry((tenant.to_string(), id.to_string())).or_default().last_notification = Some(at);
+    }
+
     fn record(&self, tenant: &str, id: &str, ok: bool, at: i64) {
         let mut all = self.stats.lock();
         let st = all.entry((tenant.to_string(), id.to_string())).or_default();
@@ -392,6 +397,23 @@ async fn deliver(app: &AppState, batch: &[Pending]) {
     let ctx = context(app, &sub).await;
     let opts = render_options(&sub);
     let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
+    let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
+    let view = crate::view::View::notification(
+        opts.clone(),
+        notification.get("join").and_then(Value::as_str),
+        notification.get("joinLevel").and_then(Value::as_u64),
+    );
+    if view.joins() {
+        // Linked entities joined, inline or flat, as a query would show them.
+        let tenant = &batch[0].ev.tenant;
+        let source = crate::view::Source { store: &app.store, tenant, ctx: &ctx };
+        let current: Vec<Entity> = batch.iter().filter_map(|p| p.ev.new.as_deref().cloned()).collect();
+        let mut data = view.render_all(&source, &current);
+        data.extend(
+            batch.iter().filter(|p| p.ev.new.is_none()).map(|p| deleted(p.ev.old.as_deref(), &ctx, &opts, show)),
+        );
+        return send(app, &sub, tenant, data).await;
+    }
     let data = batch
         .iter()
         .map(|p| match &p.ev.new {
@@ -503,6 +525,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     let uri = endpoint.get("uri").and_then(Value::as_str).unwrap_or_default().to_string();
     let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
     let now = now_micros();
+    app.notifier.attempt(tenant, &id, now);
     // The subscription's `jsonldContext`, else the @context it was created with.
     let context = sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY)).cloned();
     let context_url = match &context {

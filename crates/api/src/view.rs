@@ -12,6 +12,23 @@ use serde_json::{Map, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::request::Req;
 
+/// Where a view reads linked entities and compacts names: a tenant of the store, a context.
+pub struct Source<'a> {
+    /// The store.
+    pub store: &'a haskap_store::Store,
+    /// The tenant.
+    pub tenant: &'a str,
+    /// The context names are compacted with.
+    pub ctx: &'a haskap_model::jsonld::ActiveContext,
+}
+
+impl<'a> Source<'a> {
+    /// The tenant and context of a request.
+    pub fn of(req: &'a Req) -> Source<'a> {
+        Source { store: &req.app.store, tenant: &req.tenant, ctx: &req.ctx }
+    }
+}
+
 /// Members a projection never removes.
 const KEEP: &[&str] = &["@context", "createdAt", "modifiedAt"];
 
@@ -105,6 +122,23 @@ impl View {
         Ok(View { opts, pick, omit, join, join_level })
     }
 
+    /// The view of a subscription's notifications: its representation and `join`/`joinLevel`
+    /// (an unknown join is no join).
+    pub fn notification(opts: RenderOptions, join: Option<&str>, join_level: Option<u64>) -> View {
+        let join = match join {
+            Some("inline") => Some(Join::Inline),
+            Some("flat") => Some(Join::Flat),
+            _ => None,
+        };
+        let join_level = join_level.map_or(1, |l| l.clamp(1, 10) as usize);
+        View { opts, pick: None, omit: None, join, join_level }
+    }
+
+    /// Whether linked entities are joined.
+    pub fn joins(&self) -> bool {
+        self.join.is_some()
+    }
+
     /// Sets the join from a Query body.
     pub fn with_join(mut self, join: Option<&str>) -> ApiResult<View> {
         match join {
@@ -121,6 +155,11 @@ impl View {
     /// Renders query results: entities left empty by `pick` are dropped; with `join=flat` the
     /// linked entities follow.
     pub fn render_list(&self, req: &Req, entities: &[Entity]) -> Vec<Value> {
+        self.render_all(&Source::of(req), entities)
+    }
+
+    /// [`View::render_list`] for any tenant and context.
+    pub fn render_all(&self, req: &Source<'_>, entities: &[Entity]) -> Vec<Value> {
         let mut out = Vec::with_capacity(entities.len());
         let mut linked = Vec::new();
         let mut seen: HashSet<String> = entities.iter().map(|e| e.id.clone()).collect();
@@ -137,6 +176,7 @@ impl View {
     /// Renders one retrieved entity: `None` when `pick` leaves nothing. With `join=flat` and
     /// linked entities found, an array.
     pub fn render_one(&self, req: &Req, e: &Entity) -> Option<Value> {
+        let req = &Source::of(req);
         let mut linked = Vec::new();
         let mut seen = HashSet::from([e.id.clone()]);
         let m = self.render(req, e, self.pick.as_deref(), self.omit.as_deref(), 1, &mut linked, &mut seen)?;
@@ -151,7 +191,7 @@ impl View {
     #[allow(clippy::too_many_arguments)]
     fn render(
         &self,
-        req: &Req,
+        req: &Source<'_>,
         e: &Entity,
         pick: Option<&[Item]>,
         omit: Option<&[Item]>,
@@ -160,7 +200,7 @@ impl View {
         seen: &mut HashSet<String>,
     ) -> Option<Map<String, Value>> {
         let opts = if level == 1 { self.opts.clone() } else { RenderOptions { attrs: None, ..self.opts.clone() } };
-        let mut m = render_entity(e, &req.ctx, &opts);
+        let mut m = render_entity(e, req.ctx, &opts);
         if let Some(p) = pick {
             m.retain(|k, _| KEEP.contains(&k.as_str()) || projection::names(p).any(|n| n == k));
         }
@@ -182,7 +222,7 @@ impl View {
     #[allow(clippy::too_many_arguments)]
     fn link(
         &self,
-        req: &Req,
+        req: &Source<'_>,
         e: &Entity,
         m: &mut Map<String, Value>,
         pick: Option<&[Item]>,
@@ -207,7 +247,7 @@ impl View {
                     _ => Vec::new(),
                 };
                 for object in objects {
-                    let Some(child) = req.app.store.get(&req.tenant, object) else { continue };
+                    let Some(child) = req.store.get(req.tenant, object) else { continue };
                     let Some(rendered) = self.render(req, &child, child_pick, child_omit, level + 1, flat, seen) else {
                         continue;
                     };

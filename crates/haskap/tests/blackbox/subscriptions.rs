@@ -433,3 +433,29 @@ async fn every_concurrent_write_to_one_entity_is_notified() {
     sorted.sort();
     assert_eq!(sorted, (0..=40).collect::<Vec<_>>(), "every value once");
 }
+
+/// `notification.join` shows linked entities in notifications as a query would: inline inside
+/// the relationship, or flat after the entity.
+#[tokio::test]
+async fn notifications_join_linked_entities() {
+    let s = Server::start().await;
+    let city = json!({"id": "urn:ngsi-ld:City:tomakomai", "type": "City", "name": "苫小牧市"});
+    assert_eq!(s.post("/entities", &city).await.status, 201);
+    let mut got = Vec::new();
+    for join in ["inline", "flat"] {
+        let (url, received) = receiver().await;
+        let sub = json!({"type": "Subscription", "entities": [{"type": "Shelter"}],
+            "notification": {"format": "keyValues", "join": join, "endpoint": {"uri": url}}});
+        let r = s.post("/subscriptions", &sub).await;
+        assert_eq!(r.status, 201);
+        got.push((received, r.header("Location").unwrap()));
+    }
+    let shelter = json!({"id": "urn:ngsi-ld:Shelter:1", "type": "Shelter",
+        "locatedIn": {"type": "Relationship", "object": "urn:ngsi-ld:City:tomakomai"}});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let inline = wait_for(&got[0].0, 1).await;
+    assert_eq!(inline[0]["data"][0]["locatedIn"]["name"], "苫小牧市", "{inline:?}");
+    let flat = wait_for(&got[1].0, 1).await;
+    assert_eq!(flat[0]["data"][1]["id"], "urn:ngsi-ld:City:tomakomai", "{flat:?}");
+    assert_eq!(flat[0]["data"][0]["locatedIn"], "urn:ngsi-ld:City:tomakomai");
+}
