@@ -646,7 +646,10 @@ async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>) -> Result<(), String
         Some((h, p)) => (h, p.parse().map_err(|_| "bad port")?),
         None => (hostport, 1883),
     };
-    let mut opts = MqttOptions::new(format!("haskap-{:x}", now_micros()), host, port);
+    // A client id of its own: the broker disconnects an older client with the same id.
+    static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut opts = MqttOptions::new(format!("haskap-{:x}-{n:x}", now_micros()), host, port);
     opts.set_keep_alive(Duration::from_secs(5));
     if let Some((user, password)) = creds.and_then(|c| c.split_once(':')) {
         opts.set_credentials(user, password);
