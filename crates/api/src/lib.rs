@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub version: serde_json::Value,
     /// How long a notification is retried before it is given up.
     pub notify_horizon: Duration,
+    /// PEM certificates trusted for `mqtts://` endpoints besides the public roots (a city's own
+    /// broker with its own CA).
+    pub mqtt_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             context_timeout: Duration::from_secs(3),
             version: json!({}),
             notify_horizon: Duration::from_secs(300),
+            mqtt_ca_file: None,
         }
     }
 }
@@ -90,6 +94,8 @@ pub struct AppInner {
     pub notifier: notifier::Notifier,
     /// The HTTP client notifications go out with.
     pub http: reqwest::Client,
+    /// The TLS settings of `mqtts://` notifications.
+    pub mqtt_tls: Arc<rustls::ClientConfig>,
 }
 
 /// The shared application state.
@@ -113,7 +119,9 @@ impl AppState {
             .http1_title_case_headers()
             .build()
             .map_err(|e| haskap_model::NgsiError::internal(e.to_string()))?;
-        let app = AppState(Arc::new(AppInner { store, contexts, config, notifier: Default::default(), http }));
+        let mqtt_tls = notifier::mqtt_tls(config.mqtt_ca_file.as_deref())?;
+        let app =
+            AppState(Arc::new(AppInner { store, contexts, config, notifier: Default::default(), http, mqtt_tls }));
         Ok(app)
     }
 }

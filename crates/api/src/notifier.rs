@@ -555,7 +555,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         body["@context"] = ctx;
     }
     let link = crate::response::context_link(&context_url);
-    let ok = if uri.starts_with("mqtt://") {
+    let ok = if uri.starts_with("mqtt://") || uri.starts_with("mqtts://") {
         let qos = endpoint
             .get("notifierInfo")
             .and_then(Value::as_array)
@@ -567,7 +567,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
             metadata["Link"] = json!(link);
         }
         let payload = json!({"metadata": metadata, "body": body}).to_string().into_bytes();
-        with_retries(app, tenant, &id, || publish_mqtt(&uri, qos, payload.clone())).await
+        with_retries(app, tenant, &id, || publish_mqtt(&uri, qos, payload.clone(), &app.mqtt_tls)).await
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
         let body = body.to_string();
         with_retries(app, tenant, &id, || {
@@ -597,7 +597,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         })
         .await
     } else {
-        tracing::warn!(subscription = %id, %uri, "only http, https and mqtt endpoints are supported");
+        tracing::warn!(subscription = %id, %uri, "only http, https, mqtt and mqtts endpoints are supported");
         app.notifier.record(tenant, &id, false, now);
         false
     };
@@ -632,11 +632,37 @@ where
     false
 }
 
-/// Publishes one message to `mqtt://[user:password@]host[:port]/topic` and waits until the broker
+/// The TLS client settings of `mqtts://` notifications: the public roots (webpki) plus the
+/// certificates of `ca_file` (PEM), if given.
+pub fn mqtt_tls(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, haskap_model::NgsiError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |e: String| haskap_model::NgsiError::internal(format!("MQTT TLS settings: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        for cert in certs {
+            roots.add(cert.map_err(|e| bad(format!("{}: {e}", path.display())))?).map_err(|e| bad(e.to_string()))?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// Publishes one message to `mqtt[s]://[user:password@]host[:port]/topic` and waits until the broker
 /// has it (PUBACK for QoS 1, PUBCOMP for QoS 2).
-async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>) -> Result<(), String> {
+async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>, tls: &Arc<rustls::ClientConfig>) -> Result<(), String> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
-    let rest = uri.strip_prefix("mqtt://").ok_or("not an mqtt:// URI")?;
+    let (secure, rest) = match (uri.strip_prefix("mqtts://"), uri.strip_prefix("mqtt://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err("not an mqtt:// or mqtts:// URI".into()),
+    };
     let (authority, topic) = rest.split_once('/').ok_or("the URI has no topic")?;
     let (creds, hostport) = match authority.rsplit_once('@') {
         Some((c, h)) => (Some(c), h),
@@ -644,13 +670,16 @@ async fn publish_mqtt(uri: &str, qos: u8, payload: Vec<u8>) -> Result<(), String
     };
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().map_err(|_| "bad port")?),
-        None => (hostport, 1883),
+        None => (hostport, if secure { 8883 } else { 1883 }),
     };
     // A client id of its own: the broker disconnects an older client with the same id.
     static CLIENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CLIENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut opts = MqttOptions::new(format!("haskap-{:x}-{n:x}", now_micros()), host, port);
     opts.set_keep_alive(Duration::from_secs(5));
+    if secure {
+        opts.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls.clone())));
+    }
     if let Some((user, password)) = creds.and_then(|c| c.split_once(':')) {
         opts.set_credentials(user, password);
     }

@@ -78,6 +78,10 @@ struct ServeArgs {
     /// Timeout for fetching a remote @context, in milliseconds.
     #[arg(long, env = "HASKAP_CONTEXT_TIMEOUT_MS", default_value_t = 3000)]
     context_timeout_ms: u64,
+    /// PEM file of certificates to trust for mqtts:// notification endpoints, besides the public
+    /// roots (a city's own MQTT broker with its own CA).
+    #[arg(long, env = "HASKAP_MQTT_CA_FILE")]
+    mqtt_ca_file: Option<PathBuf>,
     /// Load the Tomakomai demo dataset (sample data) once, into an empty store.
     #[arg(long, env = "HASKAP_DEMO")]
     demo: bool,
@@ -146,6 +150,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         public_url: args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)),
         context_timeout: Duration::from_millis(args.context_timeout_ms),
         notify_horizon: Duration::from_secs(args.notify_horizon_s),
+        mqtt_ca_file: args.mqtt_ca_file.clone(),
         version: serde_json::json!({
             "name": "haskap",
             "version": env!("CARGO_PKG_VERSION"),

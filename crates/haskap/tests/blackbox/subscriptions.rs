@@ -383,15 +383,7 @@ async fn notifications_over_mqtt_through_mosquitto() {
     assert_eq!(s.post("/subscriptions", &mqtt_sub).await.status, 201);
     let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:mqtt", "type": "EvacuationShelter", "occupancy": 120});
     assert_eq!(s.post("/entities", &shelter).await.status, 201);
-    let message = tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            if let Ok(Event::Incoming(Packet::Publish(p))) = events.poll().await {
-                return p;
-            }
-        }
-    })
-    .await
-    .expect("no MQTT notification within 10 s");
+    let message = next_publish(&mut events).await;
     assert_eq!(message.topic, topic);
     let v: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
     assert_eq!(v["metadata"]["Content-Type"], "application/json");
@@ -458,4 +450,134 @@ async fn notifications_join_linked_entities() {
     let flat = wait_for(&got[1].0, 1).await;
     assert_eq!(flat[0]["data"][1]["id"], "urn:ngsi-ld:City:tomakomai", "{flat:?}");
     assert_eq!(flat[0]["data"][0]["locatedIn"], "urn:ngsi-ld:City:tomakomai");
+}
+
+/// The next message published to what `events` subscribed to (10 s at most).
+async fn next_publish(events: &mut rumqttc::EventLoop) -> rumqttc::Publish {
+    use rumqttc::{Event, Packet};
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(p))) = events.poll().await {
+                return p;
+            }
+        }
+    })
+    .await
+    .expect("no MQTT notification within 10 s")
+}
+
+/// `mqtts://` endpoints: TLS to a Mosquitto with a certificate from a city's own CA, trusted with
+/// `--mqtt-ca-file`. The test makes the CA and certificate with openssl and runs its own Mosquitto
+/// with a TLS listener beside a plain one it reads from.
+#[tokio::test]
+async fn notifications_over_mqtts() {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(d).output().expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Haskap Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let (plain, tls) = (crate::util::free_port(), crate::util::free_port());
+    let conf = format!(
+        "allow_anonymous true\nlistener {plain} 127.0.0.1\nlistener {tls} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+        d.display()
+    );
+    std::fs::write(d.join("mosquitto.conf"), conf).unwrap();
+    // Mosquitto started as root drops to its own user, which must be able to read the files.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for f in ["ca.pem", "server.pem", "server.key"] {
+        std::fs::set_permissions(d.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mosquitto = ["mosquitto", "/usr/sbin/mosquitto"]
+        .into_iter()
+        .find(|m| Command::new(m).arg("-h").output().is_ok())
+        .expect("mosquitto");
+    let mut broker = Command::new(mosquitto).arg("-c").arg(d.join("mosquitto.conf")).spawn().unwrap();
+    // The subscriber listens on the plain listener of the same Mosquitto.
+    let topic = "haskap/tls";
+    let mut attempts = 0;
+    let (client, mut events) = loop {
+        attempts += 1;
+        assert!(attempts < 30, "the test's Mosquitto did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (client, mut events) = AsyncClient::new(MqttOptions::new("haskap-tls-reader", "127.0.0.1", plain), 10);
+        client.subscribe(topic, QoS::AtLeastOnce).await.unwrap();
+        let acked = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            loop {
+                match events.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+            }
+        });
+        if acked.await == Ok(true) {
+            break (client, events);
+        }
+    };
+    let s =
+        Server::start_in(tempfile::tempdir().unwrap(), &["--mqtt-ca-file", d.join("ca.pem").to_str().unwrap()]).await;
+    let mut mqtt_sub = sub("urn:x:mqtts");
+    mqtt_sub["notification"]["endpoint"] = json!({"uri": format!("mqtts://127.0.0.1:{tls}/{topic}")});
+    assert_eq!(s.post("/subscriptions", &mqtt_sub).await.status, 201);
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:tls", "type": "EvacuationShelter", "occupancy": 130});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    let message = next_publish(&mut events).await;
+    let v: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+    assert_eq!(v["body"]["data"][0]["id"], "urn:ngsi-ld:EvacuationShelter:tls");
+    drop(client);
+    let _ = broker.kill();
+    let _ = broker.wait();
 }
