@@ -382,11 +382,14 @@ pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError
         attrs: Default::default(),
     };
     let (n, mut pos) = map_header(bytes).ok_or_else(|| corrupt("not a map"))?;
-    for _ in 0..n {
+    for i in 0..n {
         let (key, klen) = str_at(&bytes[pos..]).ok_or_else(|| corrupt("bad key"))?;
         pos += klen;
         let rest = &bytes[pos..];
         if key == b"a" {
+            // The attributes come last (the encoding's field order): once every wanted one is
+            // found, the rest of the record need not be walked.
+            let last = i + 1 == n;
             // Walked once, attribute by attribute: its end is where the last attribute ends.
             let (count, mut at) = map_header(rest).ok_or_else(|| corrupt("attributes are not a map"))?;
             for _ in 0..count {
@@ -395,6 +398,9 @@ pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError
                 let alen = value_len(&rest[at..]).ok_or_else(|| corrupt("truncated attribute"))?;
                 if let Some(w) = wanted.iter().find(|w| w.as_bytes() == name) {
                     e.attrs.insert((*w).to_string(), de(&rest[at..at + alen])?);
+                    if last && e.attrs.len() == wanted.len() {
+                        return Ok(e);
+                    }
                 }
                 at += alen;
             }
@@ -428,7 +434,8 @@ mod tests {
         let e = p.entity(&serde_json::json!({"id": "urn:x:1", "type": "T", "scope": "/a", "a": 1, "b": {"type": "Relationship", "object": "urn:x:2"}, "c": "three"})).unwrap();
         let bytes = encode(&e).unwrap();
         let sparse = decode_sparse(&bytes, &["urn:v:b"]).unwrap();
-        assert!(decode_sparse(&bytes[..bytes.len() - 3], &["urn:v:b"]).is_err(), "truncated records are errors");
+        assert!(decode_sparse(&bytes[..bytes.len() / 4], &["urn:v:b"]).is_err(), "truncated records are errors");
+        assert!(decode_sparse(&bytes[..bytes.len() - 3], &["urn:v:c"]).is_err(), "up to the last wanted attribute");
         assert!(decode_sparse(b"\xc1", &[]).is_err());
         assert_eq!(sparse.attrs.keys().collect::<Vec<_>>(), vec!["urn:v:b"]);
         assert_eq!(sparse.attrs["urn:v:b"], e.attrs["urn:v:b"]);
