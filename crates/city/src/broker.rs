@@ -108,8 +108,12 @@ impl Broker {
             .header("Accept", "application/json")
             .header("Link", link)
             .body(body.to_string());
-        let found = self.send(req, "the lookup", &url).await?;
-        let found: Vec<Value> = serde_json::from_str(&found).unwrap_or_default();
+        let (status, found) = self.send(req, &url).await?;
+        // A tenant that does not exist yet holds nothing.
+        if status == 404 {
+            return Ok(HashMap::new());
+        }
+        let found: Vec<Value> = serde_json::from_str(&succeeded("the lookup", status, found)?).unwrap_or_default();
         Ok(found.into_iter().filter_map(|e| Some((e["id"].as_str()?.to_string(), e))).collect())
     }
 
@@ -127,7 +131,8 @@ impl Broker {
             .with_tenant(self.http.post(&url))
             .header("Content-Type", "application/ld+json")
             .body(Value::Array(body).to_string());
-        let resp = self.send(req, "the upsert", &url).await?;
+        let (status, resp) = self.send(req, &url).await?;
+        let resp = succeeded("the upsert", status, resp)?;
         // 201/204 are complete success; a 207 lists the entities that failed.
         if let Ok(result) = serde_json::from_str::<Value>(&resp)
             && result["errors"].as_array().is_some_and(|e| !e.is_empty())
@@ -144,19 +149,18 @@ impl Broker {
         }
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, what: &'static str, url: &str) -> Result<String, BrokerError> {
-        let resp = req.send().await.map_err(|source| BrokerError::Unreachable { url: url.to_string(), source })?;
+    /// Sends a request, giving the status and body of the answer.
+    async fn send(&self, req: reqwest::RequestBuilder, url: &str) -> Result<(u16, String), BrokerError> {
+        let unreachable = |source| BrokerError::Unreachable { url: url.to_string(), source };
+        let resp = req.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|source| BrokerError::Unreachable { url: url.to_string(), source })?;
-        // A lookup in a tenant that does not exist yet finds nothing.
-        if what == "the lookup" && status == 404 {
-            return Ok("[]".into());
-        }
-        if !(200..300).contains(&status) {
-            return Err(BrokerError::Rejected { what, status, body });
-        }
-        Ok(body)
+        Ok((status, resp.text().await.map_err(unreachable)?))
     }
+}
+
+/// The body of a successful (2xx) answer to `what`, else the broker's rejection.
+fn succeeded(what: &'static str, status: u16, body: String) -> Result<String, BrokerError> {
+    if (200..300).contains(&status) { Ok(body) } else { Err(BrokerError::Rejected { what, status, body }) }
 }
 
 /// Whether the broker's `old` entity holds exactly the attributes of `new`.
