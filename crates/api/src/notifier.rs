@@ -77,17 +77,19 @@ impl Notifier {
         }
     }
 
-    /// Records that a notification is being sent (`lastNotification`), before its outcome.
+    /// Records that a notification is being sent (`timesSent`, `lastNotification`), before its
+    /// outcome is known.
     fn attempt(&self, tenant: &str, id: &str, at: i64) {
-        self.stats.lock().entry((tenant.to_string(), id.to_string())).or_default().last_notification = Some(at);
+        let mut all = self.stats.lock();
+        let st = all.entry((tenant.to_string(), id.to_string())).or_default();
+        st.times_sent += 1;
+        st.last_notification = Some(at);
     }
 
     fn record(&self, tenant: &str, id: &str, ok: bool, at: i64) {
         let mut all = self.stats.lock();
         let st = all.entry((tenant.to_string(), id.to_string())).or_default();
-        st.last_notification = Some(at);
         if ok {
-            st.times_sent += 1;
             st.last_success = Some(at);
         } else {
             st.times_failed += 1;
@@ -433,7 +435,13 @@ async fn deliver(app: &AppState, batch: &[Pending]) {
                 project(&sub, &mut m);
                 Value::Object(m)
             }
-            None => deleted(p.ev.old.as_deref(), &ctx, &opts, show),
+            None => {
+                let mut d = deleted(p.ev.old.as_deref(), &ctx, &opts, show);
+                if let (Some(old), Value::Object(m), false) = (p.ev.old.as_deref(), &mut d, show) {
+                    mark_deleted_with_entity(m, old, &sub, &ctx, &opts);
+                }
+                d
+            }
         })
         .collect();
     send(app, &sub, &batch[0].ev.tenant, data).await;
@@ -459,6 +467,27 @@ fn mark_deleted(
         };
         m.insert(ctx.compact(name), shown);
     }
+}
+
+/// For attributeDeleted subscriptions, shows the watched attributes (all, without a watch list) a
+/// deleted entity had as deleted.
+fn mark_deleted_with_entity(
+    m: &mut serde_json::Map<String, Value>,
+    old: &Entity,
+    sub: &Value,
+    ctx: &ActiveContext,
+    opts: &RenderOptions,
+) {
+    let triggers = sub.get("notificationTrigger").and_then(Value::as_array);
+    if !triggers.is_some_and(|t| t.iter().any(|x| x == "attributeDeleted")) {
+        return;
+    }
+    let watched: Option<Vec<&str>> =
+        sub.get("watchedAttributes").and_then(Value::as_array).map(|w| w.iter().filter_map(Value::as_str).collect());
+    let gone = Entity { attrs: Default::default(), ..old.clone() };
+    let mut had = old.clone();
+    had.attrs.retain(|name, _| watched.as_ref().is_none_or(|w| w.contains(&name.as_str())));
+    mark_deleted(m, &had, &gone, ctx, opts);
 }
 
 /// Adds the previous values (`previousValue`, `previousObject`, ...) of changed attributes to a

@@ -166,7 +166,16 @@ impl Matcher {
         let has = |t: &str| self.triggers.iter().any(|x| x == t);
         let fired = match trigger {
             "entityCreated" => has("entityCreated") || has("attributeCreated"),
-            "entityDeleted" => has("entityDeleted"),
+            // Deleting an entity deletes its attributes too: attributeDeleted subscriptions whose
+            // watched attributes it had are told.
+            "entityDeleted" => {
+                has("entityDeleted")
+                    || (has("attributeDeleted")
+                        && self
+                            .watched
+                            .as_ref()
+                            .map_or(!entity.attrs.is_empty(), |w| entity.attrs.keys().any(|a| w.contains(a))))
+            }
             _ => has("entityUpdated") || changed.iter().any(|(_, kind)| has(kind)),
         };
         if !fired {
@@ -335,6 +344,15 @@ mod tests {
         assert_eq!(m.on_change(None, Some(&cold), 0), None, "q");
         assert_eq!(m.on_change(Some(&cold), Some(&warm), 0), Some("entityUpdated"));
         assert_eq!(m.on_change(Some(&warm), None, 0), None, "entityDeleted not asked for");
+        let attr_deleted = Matcher::compile(
+            &json!({"notificationTrigger": ["attributeDeleted"], "watchedAttributes": [ctx.expand("temperature")]}),
+            &ctx,
+        );
+        assert_eq!(
+            attr_deleted.on_change(Some(&warm), None, 0),
+            Some("entityDeleted"),
+            "its watched attribute went too"
+        );
         assert_eq!(m.on_change(None, Some(&entity("urn:x:1", "Car", 30.0)), 0), Some("entityCreated"));
         assert_eq!(m.on_change(None, Some(&entity("urn:y:1", "Car", 30.0)), 0), None);
         let later = parse_datetime("2030-01-01T00:00:01Z").unwrap().timestamp_micros();
