@@ -98,8 +98,8 @@ impl Notifier {
     }
 }
 
-/// Most notifications waiting for one subscription; beyond it the oldest are dropped (and
-/// counted as failed), so a dead receiver costs bounded memory.
+/// Most notifications waiting for one subscription; beyond it new ones are dropped (and counted
+/// as failed), so a dead receiver costs bounded memory.
 const QUEUE: usize = 10_000;
 
 /// One notification waiting in a subscription's queue, with the change it is owed for.
@@ -250,7 +250,13 @@ async fn dispatch(
         tracker.owe(seq, owed.len());
     }
     for sub in owed {
-        let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
+        let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else {
+            // Owed but undeliverable: settled at once, or the change would never be acknowledged.
+            if let Some(seq) = ev.seq {
+                tracker.done(seq);
+            }
+            continue;
+        };
         let key = (ev.tenant.clone(), id);
         let tx = queues.entry(key.clone()).or_insert_with(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(QUEUE);

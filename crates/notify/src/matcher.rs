@@ -165,7 +165,10 @@ impl Matcher {
         let (trigger, changed) = trigger_of(old, new);
         let has = |t: &str| self.triggers.iter().any(|x| x == t);
         let fired = match trigger {
-            "entityCreated" => has("entityCreated") || has("attributeCreated"),
+            "entityCreated" => {
+                (has("entityCreated") || has("attributeCreated"))
+                    && self.watched.as_ref().is_none_or(|w| entity.attrs.keys().any(|a| w.contains(a)))
+            }
             // Deleting an entity deletes its attributes too: attributeDeleted subscriptions whose
             // watched attributes it had are told.
             "entityDeleted" => {
@@ -176,22 +179,13 @@ impl Matcher {
                             .as_ref()
                             .map_or(!entity.attrs.is_empty(), |w| entity.attrs.keys().any(|a| w.contains(a))))
             }
-            _ => has("entityUpdated") || changed.iter().any(|(_, kind)| has(kind)),
+            // The trigger and the watch list apply to the same attribute: a watched attribute must
+            // have changed in a way the subscription asks about.
+            _ => changed.iter().any(|(a, kind)| {
+                self.watched.as_ref().is_none_or(|w| w.contains(a)) && (has("entityUpdated") || has(kind))
+            }),
         };
-        if !fired {
-            return None;
-        }
-        if let Some(watched) = &self.watched {
-            let hit = match trigger {
-                "entityCreated" => entity.attrs.keys().any(|a| watched.contains(a)),
-                "entityDeleted" => true,
-                _ => changed.iter().any(|(a, _)| watched.contains(a)),
-            };
-            if !hit {
-                return None;
-            }
-        }
-        self.selects(entity).then_some(trigger)
+        (fired && self.selects(entity)).then_some(trigger)
     }
 }
 
@@ -358,6 +352,27 @@ mod tests {
         let later = parse_datetime("2030-01-01T00:00:01Z").unwrap().timestamp_micros();
         assert_eq!(m.on_change(None, Some(&warm), later), None, "expired");
         assert_eq!(m.types(), None, "an idPattern selector without type can select any type");
+    }
+
+    /// Regression: a created unwatched attribute beside an updated watched one fired an
+    /// attributeCreated subscription watching the updated one.
+    #[test]
+    fn triggers_apply_to_the_watched_attributes() {
+        let ctx = ctx();
+        let parser = haskap_model::parse::Parser { ctx: &ctx, now: 0, limits: Default::default() };
+        let before = parser.entity(&json!({"id": "urn:r:1", "type": "Room", "temperature": 20})).unwrap();
+        let after =
+            parser.entity(&json!({"id": "urn:r:1", "type": "Room", "temperature": 21, "humidity": 50})).unwrap();
+        let created = Matcher::compile(
+            &json!({"notificationTrigger": ["attributeCreated"], "watchedAttributes": [ctx.expand("temperature")]}),
+            &ctx,
+        );
+        assert_eq!(created.on_change(Some(&before), Some(&after), 0), None);
+        let updated = Matcher::compile(
+            &json!({"notificationTrigger": ["attributeUpdated"], "watchedAttributes": [ctx.expand("temperature")]}),
+            &ctx,
+        );
+        assert_eq!(updated.on_change(Some(&before), Some(&after), 0), Some("entityUpdated"));
     }
 
     /// Regression (ETSI 046_22_06, 046_05): deleting one instance of a multi-instance attribute is

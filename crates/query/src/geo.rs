@@ -11,8 +11,9 @@ use geo::{
 use haskap_model::entity::{AttrKind, Entity};
 use serde_json::Value;
 
-/// Metres per degree of latitude (and of longitude at the equator), for index boxes.
-const METRES_PER_DEGREE: f64 = 111_320.0;
+/// Metres per degree of latitude (and of longitude at the equator), for index boxes: a little
+/// under the 111,195 m of the sphere distances are measured on, so that boxes err on the large side.
+const METRES_PER_DEGREE: f64 = 111_000.0;
 
 /// A geo relation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,11 +125,16 @@ impl GeoQuery {
         match self.rel {
             GeoRel::Disjoint | GeoRel::Near { max: None, .. } => None,
             GeoRel::Near { max: Some(m), .. } => {
-                let lat = r.min().y;
                 let dlat = m / METRES_PER_DEGREE;
-                let cos = lat.to_radians().cos().abs().max(1e-6);
-                let dlon = (m / (METRES_PER_DEGREE * cos)).min(360.0);
-                Some([r.min().x - dlon, (lat - dlat).max(-90.0), r.max().x + dlon, (r.max().y + dlat).min(90.0)])
+                let (lo, hi) = ((r.min().y - dlat).max(-90.0), (r.max().y + dlat).min(90.0));
+                // Longitude degrees are shortest at the latitude farthest from the equator.
+                let far = lo.abs().max(hi.abs());
+                let dlon = m / (METRES_PER_DEGREE * far.to_radians().cos().max(1e-9));
+                if far >= 89.9 || dlon >= 180.0 {
+                    // A pole within reach: every longitude.
+                    return Some([-180.0, lo, 180.0, hi]);
+                }
+                Some([r.min().x - dlon, lo, r.max().x + dlon, hi])
             }
             _ => Some([r.min().x, r.min().y, r.max().x, r.max().y]),
         }
@@ -223,6 +229,23 @@ pub fn to_geometry(v: &Value) -> Result<Geometry<f64>, GeoError> {
 
 #[cfg(test)]
 mod tests {
+
+    /// Regression: the index box was a little smaller than the sphere distances are measured on,
+    /// so an entity 999.6 m away was not found within 1,000 m; near a pole it must span every
+    /// longitude.
+    #[test]
+    fn near_boxes_hold_every_point_within_reach() {
+        let q =
+            GeoQuery::new("near;maxDistance==1000", "Point", &serde_json::json!([139.0, 35.0]), "l".into()).unwrap();
+        let b = q.envelope().unwrap();
+        let p = Point::new(139.0, 35.00899);
+        assert!(distance_m(&Geometry::Point(p), Point::new(139.0, 35.0)) < 1000.0);
+        assert!(b[1] <= p.y() && p.y() <= b[3] && b[0] <= p.x() && p.x() <= b[2], "{b:?}");
+        let polar =
+            GeoQuery::new("near;maxDistance==2000", "Point", &serde_json::json!([10.0, 89.995]), "l".into()).unwrap();
+        assert_eq!(polar.envelope().map(|b| (b[0], b[2])), Some((-180.0, 180.0)));
+    }
+
     use super::*;
     use haskap_model::jsonld::ActiveContext;
     use haskap_model::parse::{Limits, Parser};
