@@ -351,10 +351,15 @@ async fn registry(app: &AppState, tenant: &str, previous: Option<Index>) -> Inde
     Index::new(entries)
 }
 
-/// The @context a subscription's names and notifications are in: its `jsonldContext` if it has
-/// one, else the one it was created with.
+/// The @context member a subscription's notifications are in: its `jsonldContext` if it has
+/// one, else the @context it was created with.
+fn context_member(sub: &Value) -> Option<&Value> {
+    sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY))
+}
+
+/// The @context a subscription's names and notifications are in ([`context_member`], resolved).
 async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {
-    match sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY)) {
+    match context_member(sub) {
         Some(c) => app.contexts.resolve(c).await.unwrap_or_else(|_| app.contexts.core()),
         None => app.contexts.core(),
     }
@@ -462,7 +467,17 @@ fn mark_deleted(
     ctx: &ActiveContext,
     opts: &RenderOptions,
 ) {
-    for (name, before) in old.attrs.iter().filter(|(n, _)| !new.attrs.contains_key(*n)) {
+    show_deleted(m, old.attrs.iter().filter(|(n, _)| !new.attrs.contains_key(*n)), ctx, opts);
+}
+
+/// Shows each of `gone` (attribute name, its instances before) as deleted.
+fn show_deleted<'a>(
+    m: &mut serde_json::Map<String, Value>,
+    gone: impl Iterator<Item = (&'a String, &'a Vec<haskap_model::Attribute>)>,
+    ctx: &ActiveContext,
+    opts: &RenderOptions,
+) {
+    for (name, before) in gone {
         if opts.attrs.as_ref().is_some_and(|a| !a.contains(name)) {
             continue;
         }
@@ -490,10 +505,8 @@ fn mark_deleted_with_entity(
     }
     let watched: Option<Vec<&str>> =
         sub.get("watchedAttributes").and_then(Value::as_array).map(|w| w.iter().filter_map(Value::as_str).collect());
-    let gone = Entity { attrs: Default::default(), ..old.clone() };
-    let mut had = old.clone();
-    had.attrs.retain(|name, _| watched.as_ref().is_none_or(|w| w.contains(&name.as_str())));
-    mark_deleted(m, &had, &gone, ctx, opts);
+    let gone = old.attrs.iter().filter(|(name, _)| watched.as_ref().is_none_or(|w| w.contains(&name.as_str())));
+    show_deleted(m, gone, ctx, opts);
 }
 
 /// Adds the previous values (`previousValue`, `previousObject`, ...) of changed attributes to a
@@ -511,7 +524,7 @@ fn show_changes(
         }
         let Some(b) = before.first() else { continue };
         let key = b.kind.value_key();
-        let previous = format!("previous{}{}", key[..1].to_uppercase(), &key[1..]);
+        let previous = previous_key(b.kind);
         let key_name = ctx.compact(name);
         match new.attrs.get(name).and_then(|a| a.first()) {
             None => {
@@ -540,6 +553,12 @@ fn deleted_member(kind: haskap_model::AttrKind) -> Value {
     }
 }
 
+/// The member holding a previous value: `previousValue`, `previousObject`, `previousLanguageMap`...
+fn previous_key(kind: haskap_model::AttrKind) -> String {
+    let key = kind.value_key();
+    format!("previous{}{}", key[..1].to_uppercase(), &key[1..])
+}
+
 /// An attribute's value as its previous value in a notification (vocabulary IRIs compacted).
 fn previous_of(a: &haskap_model::Attribute, ctx: &ActiveContext) -> Value {
     match (&a.kind, &a.value) {
@@ -561,8 +580,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     let ld = endpoint.get("accept").and_then(Value::as_str) == Some("application/ld+json");
     let now = now_micros();
     app.notifier.attempt(tenant, &id, now);
-    // The subscription's `jsonldContext`, else the @context it was created with.
-    let context = sub.get("jsonldContext").or_else(|| sub.get(CONTEXT_KEY)).cloned();
+    let context = context_member(sub).cloned();
     let context_url = match &context {
         Some(Value::String(u)) => u.clone(),
         Some(Value::Array(a)) if a.len() == 1 && a[0].is_string() => a[0].as_str().unwrap_or_default().to_string(),
@@ -758,7 +776,7 @@ fn deleted(old: Option<&Entity>, ctx: &ActiveContext, opts: &RenderOptions, show
                 continue;
             }
             let key = b.kind.value_key();
-            let previous = format!("previous{}{}", key[..1].to_uppercase(), &key[1..]);
+            let previous = previous_key(b.kind);
             m[ctx.compact(name)] =
                 json!({"type": b.kind.name(), key: haskap_model::parse::NGSI_LD_NULL, previous: previous_of(b, ctx)});
         }
