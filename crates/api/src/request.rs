@@ -228,6 +228,18 @@ fn media(v: &str) -> String {
     v.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
 }
 
+/// The media ranges of an `Accept` value, each with its quality (1 when not given).
+pub fn accept_items(raw: &str) -> impl Iterator<Item = (String, f32)> + '_ {
+    raw.split(',').map(|item| {
+        let q = item
+            .split(';')
+            .skip(1)
+            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+            .unwrap_or(1.0);
+        (media(item), q)
+    })
+}
+
 /// Picks the response representation from `Accept`.
 pub fn negotiate_accept(headers: &HeaderMap, geo: bool) -> ApiResult<Accept> {
     let Some(raw) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
@@ -237,13 +249,7 @@ pub fn negotiate_accept(headers: &HeaderMap, geo: bool) -> ApiResult<Accept> {
         return Ok(Accept::Json);
     }
     let mut best: Option<(f32, Accept)> = None;
-    for item in raw.split(',') {
-        let m = media(item);
-        let q = item
-            .split(';')
-            .skip(1)
-            .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
-            .unwrap_or(1.0);
+    for (m, q) in accept_items(raw) {
         let a = match m.as_str() {
             "application/json" | "*/*" | "application/*" => Accept::Json,
             "application/ld+json" => Accept::JsonLd,

@@ -120,11 +120,8 @@ fn accept_event_stream(headers: &mut axum::http::HeaderMap) -> ApiResult<()> {
     let Some(accept) = headers.remove(axum::http::header::ACCEPT) else { return Ok(()) };
     let raw = accept.to_str().unwrap_or_default();
     let ok = raw.trim().is_empty()
-        || raw.split(',').any(|item| {
-            let media = item.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-            let refused = item.split(';').skip(1).any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*") && !refused
-        });
+        || crate::request::accept_items(raw)
+            .any(|(media, q)| matches!(media.as_str(), "text/event-stream" | "text/*" | "*/*") && q > 0.0);
     if ok {
         Ok(())
     } else {
