@@ -1,8 +1,9 @@
 //! `GET /entities` and `POST /entityOperations/query`: query entities by ids, id pattern, type
 //! expression, attributes, `q` and `scopeQ`, with paging, counting and GeoJSON output.
 //!
-//! Results are ordered by entity id, so paging over a collection that does not change never
-//! repeats or skips an entity.
+//! Results come in the store's slot order (creation order; a deleted entity's slot is reused by a
+//! later one), nearest first for `near`, or by `orderBy`: paging over a collection that does not
+//! change never repeats or skips an entity.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -231,7 +232,8 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
         }
         let mut total = 0usize;
         let mut page = Vec::new();
-        for (s, _) in matching() {
+        let matches = t.matcher(filter, &wanted);
+        for s in candidates.iter().filter(|s| exact || matches(*s)) {
             if total >= offset && page.len() < limit {
                 page.extend(t.entity_at(s));
             }

@@ -4,6 +4,10 @@
 //! compiled once. A term matches an entity when any instance of the attribute (any datasetId),
 //! and for array values any element, satisfies it. `!=` and `!~=` hold only where the attribute
 //! exists and no value is equal (matches).
+//!
+//! Terms that name a plain attribute (no sub-attribute, metadata or compound-value path) can also
+//! be decided from the attribute's plain values alone ([`Compiled::matches_plain`]), which a store
+//! can read without decoding the entity.
 
 use std::borrow::Cow;
 
@@ -35,6 +39,8 @@ enum Node {
 #[derive(Debug, Clone)]
 struct CTerm {
     attr: String,
+    /// The position of `attr` in [`Compiled::attributes`].
+    index: usize,
     sub: Vec<String>,
     keys: Vec<String>,
     absent: bool,
@@ -51,7 +57,6 @@ enum Test {
 pub fn compile(expr: &Expr, q: &str, expand: &dyn Fn(&str) -> String) -> Result<Compiled, QueryError> {
     let mut attributes = Vec::new();
     let root = node(expr, q, expand, &mut attributes)?;
-    attributes.dedup();
     Ok(Compiled { root, attributes })
 }
 
@@ -65,7 +70,10 @@ fn node(e: &Expr, q: &str, expand: &dyn Fn(&str) -> String, attrs: &mut Vec<Stri
 
 fn term(t: &Term, q: &str, expand: &dyn Fn(&str) -> String, attrs: &mut Vec<String>) -> Result<CTerm, QueryError> {
     let attr = expand(&t.path.attr);
-    attrs.push(attr.clone());
+    let index = attrs.iter().position(|a| *a == attr).unwrap_or_else(|| {
+        attrs.push(attr.clone());
+        attrs.len() - 1
+    });
     let sub = t.path.sub.iter().map(|s| if METADATA.contains(&s.as_str()) { s.clone() } else { expand(s) }).collect();
     let test = match &t.test {
         None => None,
@@ -94,7 +102,7 @@ fn term(t: &Term, q: &str, expand: &dyn Fn(&str) -> String, attrs: &mut Vec<Stri
             Some(Test::Cmp(*op, operand.clone(), vocab))
         }
     };
-    Ok(CTerm { attr, sub, keys: t.path.keys.clone(), absent: t.absent, test })
+    Ok(CTerm { attr, index, sub, keys: t.path.keys.clone(), absent: t.absent, test })
 }
 
 impl Compiled {
@@ -112,44 +120,98 @@ impl Compiled {
 
     /// Whether `e` satisfies the query.
     pub fn matches(&self, e: &Entity) -> bool {
-        eval(&self.root, e)
+        self.root.holds(&mut |t| {
+            let mut values = Vec::new();
+            let instances = e.attrs.get(&t.attr);
+            for a in instances.into_iter().flatten() {
+                collect(a, &t.sub, &t.keys, &mut values);
+            }
+            let vocab = instances.is_some_and(|i| i.iter().any(|a| a.kind == AttrKind::VocabProperty));
+            t.decide(values.iter().map(|v| Plain::of(v)), vocab)
+        })
+    }
+
+    /// Whether every term names a plain attribute (no sub-attribute, metadata or compound-value
+    /// path), so that [`Compiled::matches_plain`] can decide the query.
+    pub fn is_plain(&self) -> bool {
+        fn plain(n: &Node) -> bool {
+            match n {
+                Node::And(v) | Node::Or(v) => v.iter().all(plain),
+                Node::Term(t) => t.sub.is_empty() && t.keys.is_empty(),
+            }
+        }
+        plain(&self.root)
+    }
+
+    /// Whether an entity satisfies a plain query (see [`Compiled::is_plain`]) given `value(i)`,
+    /// the value of attribute `i` of [`Compiled::attributes`] (None: the entity does not have
+    /// it), where each attribute has at most one value, a plain one, and is no VocabProperty.
+    /// Decides as [`Compiled::matches`] does on the decoded entity.
+    pub fn matches_values<'v>(&self, value: &dyn Fn(usize) -> Option<Plain<'v>>) -> bool {
+        self.root.holds(&mut |t| t.decide(value(t.index).into_iter().map(Some), false))
     }
 }
 
-fn eval(n: &Node, e: &Entity) -> bool {
-    match n {
-        Node::And(v) => v.iter().all(|n| eval(n, e)),
-        Node::Or(v) => v.iter().any(|n| eval(n, e)),
-        Node::Term(t) => eval_term(t, e),
+/// A plain value (a JSON scalar) of an attribute, borrowed from where it is kept.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Plain<'a> {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A number.
+    Number(f64),
+    /// A string.
+    Str(&'a str),
+}
+
+impl<'a> Plain<'a> {
+    /// The plain value of a JSON value; None for arrays and objects.
+    pub fn of(v: &'a Json) -> Option<Plain<'a>> {
+        Some(match v {
+            Json::Null => Plain::Null,
+            Json::Bool(b) => Plain::Bool(*b),
+            Json::Number(n) => Plain::Number(n.as_f64()?),
+            Json::String(s) => Plain::Str(s),
+            Json::Array(_) | Json::Object(_) => return None,
+        })
     }
 }
 
-fn eval_term(t: &CTerm, e: &Entity) -> bool {
-    let mut values = Vec::new();
-    if let Some(instances) = e.attrs.get(&t.attr) {
-        for a in instances {
-            collect(a, &t.sub, &t.keys, &mut values);
+impl Node {
+    fn holds(&self, term: &mut dyn FnMut(&CTerm) -> bool) -> bool {
+        match self {
+            Node::And(v) => v.iter().all(|n| n.holds(term)),
+            Node::Or(v) => v.iter().any(|n| n.holds(term)),
+            Node::Term(t) => term(t),
         }
     }
-    if t.absent {
-        return values.is_empty();
-    }
-    let Some(test) = &t.test else { return !values.is_empty() };
-    if values.is_empty() {
-        return false;
-    }
-    let vocab_kind = e.attrs.get(&t.attr).is_some_and(|i| i.iter().any(|a| a.kind == AttrKind::VocabProperty));
-    match test {
-        Test::Pattern(re, negate) => {
-            let any = values.iter().any(|v| v.as_str().is_some_and(|s| re.is_match(s)));
-            any != *negate
+}
+
+impl CTerm {
+    /// Decides the term from the values its path designates (`None`: a value that is not plain,
+    /// which exists but compares with nothing).
+    fn decide<'v>(&self, values: impl Iterator<Item = Option<Plain<'v>>> + Clone, vocab_kind: bool) -> bool {
+        let present = values.clone().next().is_some();
+        if self.absent {
+            return !present;
         }
-        Test::Cmp(op, operand, vocab) => {
-            let vocab = if vocab_kind { Some(vocab.as_slice()) } else { None };
-            let holds = |v: &Json| compare(v, *op, operand, vocab);
-            match op {
-                Op::Ne => !values.iter().any(|v| compare(v, Op::Eq, operand, vocab)),
-                _ => values.iter().any(|v| holds(v)),
+        let Some(test) = &self.test else { return present };
+        if !present {
+            return false;
+        }
+        let plain = || values.clone().flatten();
+        match test {
+            Test::Pattern(re, negate) => {
+                let any = plain().any(|v| matches!(v, Plain::Str(s) if re.is_match(s)));
+                any != *negate
+            }
+            Test::Cmp(op, operand, vocab) => {
+                let vocab = if vocab_kind { Some(vocab.as_slice()) } else { None };
+                match op {
+                    Op::Ne => !plain().any(|v| compare(v, Op::Eq, operand, vocab)),
+                    _ => plain().any(|v| compare(v, *op, operand, vocab)),
+                }
             }
         }
     }
@@ -197,7 +259,7 @@ fn collect<'a>(a: &'a Attribute, sub: &[String], keys: &[String], out: &mut Vec<
     push_flat(v, out);
 }
 
-fn compare(v: &Json, op: Op, operand: &Operand, vocab: Option<&[Option<String>]>) -> bool {
+fn compare(v: Plain<'_>, op: Op, operand: &Operand, vocab: Option<&[Option<String>]>) -> bool {
     match (op, operand) {
         (Op::Eq | Op::Ne, Operand::List(items)) => items
             .iter()
@@ -224,21 +286,21 @@ fn compare(v: &Json, op: Op, operand: &Operand, vocab: Option<&[Option<String>]>
     }
 }
 
-/// How a stored JSON value compares with a query literal; `None` when they are not comparable.
-fn ordering(v: &Json, lit: &Value, vocab: Option<&str>) -> Option<std::cmp::Ordering> {
+/// How a stored value compares with a query literal; `None` when they are not comparable.
+fn ordering(v: Plain<'_>, lit: &Value, vocab: Option<&str>) -> Option<std::cmp::Ordering> {
     match (v, lit) {
-        (Json::Number(n), Value::Number(x)) => n.as_f64()?.partial_cmp(x),
-        (Json::Bool(b), Value::Bool(x)) => Some(b.cmp(x)),
-        (Json::String(s), Value::Str(x) | Value::Bare(x)) => {
+        (Plain::Number(n), Value::Number(x)) => n.partial_cmp(x),
+        (Plain::Bool(b), Value::Bool(x)) => Some(b.cmp(x)),
+        (Plain::Str(s), Value::Str(x) | Value::Bare(x)) => {
             if vocab.is_some_and(|iri| s == iri) {
                 return Some(std::cmp::Ordering::Equal);
             }
             if let (Some(a), Some(b)) = (parse_datetime(s), parse_datetime(x)) {
                 return Some(a.cmp(&b));
             }
-            Some(s.as_str().cmp(x.as_str()))
+            Some(s.cmp(x.as_str()))
         }
-        (Json::String(s), Value::Number(x)) => s.parse::<f64>().ok()?.partial_cmp(x),
+        (Plain::Str(s), Value::Number(x)) => s.parse::<f64>().ok()?.partial_cmp(x),
         _ => None,
     }
 }
@@ -270,7 +332,38 @@ mod tests {
     fn check(q: &str, expected: bool) {
         let expr = crate::q::parse(q).unwrap_or_else(|e| panic!("{e}"));
         let c = compile(&expr, q, &|t| if t.contains(':') { t.to_string() } else { format!("urn:v:{t}") }).unwrap();
-        assert_eq!(c.matches(&entity()), expected, "q = {q}");
+        let e = entity();
+        assert_eq!(c.matches(&e), expected, "q = {q}");
+        if let Some(values) = single_values(&e, &c.attributes).filter(|_| c.is_plain()) {
+            assert_eq!(c.matches_values(&|i| values[i]), expected, "q = {q} on plain values");
+        }
+    }
+
+    /// The values of `names` in `e` as a store's columns hold them; None when one is not a
+    /// single plain value.
+    fn single_values<'a>(e: &'a Entity, names: &[String]) -> Option<Vec<Option<Plain<'a>>>> {
+        names
+            .iter()
+            .map(|n| match e.attrs.get(n).map(Vec::as_slice) {
+                None => Some(None),
+                Some([a]) if a.kind != AttrKind::VocabProperty => Plain::of(&a.value).map(Some),
+                Some(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn plain_evaluation_covers_the_plain_terms() {
+        let mut plain = 0;
+        for q in ["capacity>100", "open==true;capacity==1,2,120", "!missing|managedBy==urn:x", "hazard==\"flood\""] {
+            let expr = crate::q::parse(q).unwrap();
+            let c = compile(&expr, q, &|t| format!("urn:v:{t}")).unwrap();
+            assert!(c.is_plain(), "{q}");
+            plain += usize::from(single_values(&entity(), &c.attributes).is_some());
+        }
+        assert_eq!(plain, 3, "all but the multi-instance hazard have single plain values");
+        let expr = crate::q::parse("capacity.observedAt>2026-01-01").unwrap();
+        assert!(!compile(&expr, "", &|t| t.to_string()).unwrap().is_plain());
     }
 
     #[test]

@@ -60,6 +60,11 @@ impl Filter {
         self.is_index_exact_but_geo() && self.geo.is_none()
     }
 
+    /// Whether the indexes answer everything but `q`.
+    pub fn is_index_exact_but_q(&self) -> bool {
+        self.id_pattern.is_none() && self.scope.is_none() && self.geo.is_none()
+    }
+
     /// Whether the indexes answer everything but the geo-query.
     pub fn is_index_exact_but_geo(&self) -> bool {
         self.id_pattern.is_none() && self.q.is_none() && self.scope.is_none()

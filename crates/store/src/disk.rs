@@ -1,8 +1,9 @@
 //! The on-disk side: fjall keyspaces and the encoding of keys and values.
 //!
-//! Layout (format version 2): keyspace `entities` maps `tenant 0x00 id` to the entity encoded as
-//! MessagePack (the canonical form of `haskap_model::Entity`, see `state::encode`); keyspace `subscriptions` maps `tenant 0x00 id` to a
-//! subscription as JSON (expanded names); keyspace `changes` is the
+//! Layout (format version 3): keyspace `entities` maps `tenant 0x00 id` to the entity encoded as
+//! MessagePack (the canonical form of `haskap_model::Entity`, see `record`); keyspace
+//! `subscriptions` maps `tenant 0x00 id` to a subscription as JSON (expanded names); keyspace
+//! `changes` is the
 //! change log of tenants that have subscriptions (`seq` big-endian → the entity before and after,
 //! trimmed once notified); keyspace `meta` holds `format`, `tenant/NAME`
 //! markers and other small records such as cached @contexts.
@@ -13,9 +14,15 @@ use std::sync::Arc;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::StoreError;
-use crate::state::{Keys, State, decode};
+use crate::record::{decode, encode, is_current};
+use crate::state::{Keys, State};
 
-const FORMAT: &[u8] = b"2";
+const FORMAT: &[u8] = b"3";
+/// The previous format, whose entity records are rewritten when the store is loaded (format 3
+/// only changed how an entity's attributes are laid out; format 2 records are still read).
+const FORMAT_2: &[u8] = b"2";
+/// Rewritten records committed together while migrating.
+const MIGRATION_BATCH: usize = 10_000;
 /// Largest memtable of the entities keyspace.
 const MEMTABLE: u64 = 16 << 20;
 
@@ -25,6 +32,8 @@ pub(crate) struct Disk {
     subscriptions: Keyspace,
     log: Keyspace,
     meta: Keyspace,
+    /// The store is in format 2: [`Disk::load`] rewrites its records.
+    migrate: bool,
 }
 
 /// One change of a committed group, as written to disk.
@@ -65,12 +74,14 @@ impl Disk {
         let subscriptions = db.keyspace("subscriptions", KeyspaceCreateOptions::default)?;
         let log = db.keyspace("changes", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let mut migrate = false;
         match meta.get("format")? {
             None => {
                 meta.insert("format", FORMAT)?;
                 db.persist(PersistMode::SyncAll)?;
             }
             Some(v) if &*v == FORMAT => {}
+            Some(v) if &*v == FORMAT_2 => migrate = true,
             Some(v) => {
                 return Err(StoreError::Corrupt(format!(
                     "data format {} is not supported by this version (expects {})",
@@ -79,7 +90,7 @@ impl Disk {
                 )));
             }
         }
-        Ok(Disk { db, entities, subscriptions, log, meta })
+        Ok(Disk { db, entities, subscriptions, log, meta, migrate })
     }
 
     /// Reads every tenant and entity into memory.
@@ -103,8 +114,10 @@ impl Disk {
                 serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("subscription record: {e}")))?;
             state.tenants.entry(tenant.to_string()).or_default().subscriptions.insert(id.to_string(), Arc::new(json));
         }
+        let mut rewrites = Vec::new();
+        let mut migrated = 0usize;
         for kv in self.entities.iter() {
-            let (k, v) = kv.into_inner()?;
+            let (k, mut v) = kv.into_inner()?;
             let split = k
                 .iter()
                 .position(|b| *b == 0)
@@ -112,10 +125,36 @@ impl Disk {
             let tenant = std::str::from_utf8(&k[..split]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let id = std::str::from_utf8(&k[split + 1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let entity = decode(&v)?;
+            if self.migrate && !is_current(&v) {
+                let bytes = encode(&entity)?;
+                v = fjall::Slice::from(&*bytes);
+                rewrites.push((k.to_vec(), bytes));
+                if rewrites.len() == MIGRATION_BATCH {
+                    migrated += self.rewrite(&mut rewrites)?;
+                }
+            }
             let t = state.tenants.entry(tenant.to_string()).or_default();
             t.put(id, Arc::from(&*v), &Keys::of(&entity), None);
         }
+        if self.migrate {
+            migrated += self.rewrite(&mut rewrites)?;
+            self.meta.insert("format", FORMAT)?;
+            self.db.persist(PersistMode::SyncAll)?;
+            tracing::info!(entities = migrated, "store migrated from data format 2 to 3");
+        }
         Ok(state)
+    }
+
+    /// Writes rewritten entity records (a format migration) and empties `rewrites`. Records tell
+    /// their format themselves, so a migration cut short is simply resumed at the next start.
+    fn rewrite(&self, rewrites: &mut Vec<(Vec<u8>, crate::state::Encoded)>) -> Result<usize, StoreError> {
+        let mut batch = self.db.batch();
+        for (k, v) in rewrites.iter() {
+            batch.insert(&self.entities, k.as_slice(), &**v);
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(std::mem::take(rewrites).len())
     }
 
     /// Writes a group atomically and makes it durable.

@@ -13,12 +13,15 @@
 //!
 //! Invariant: the store never sees an @context or HTTP; entities arrive expanded.
 
+mod column;
 mod disk;
 mod msgpack;
+mod record;
 mod state;
 mod writer;
 
-pub use state::{Encoded, Keys, State, Tenant, decode, decode_sparse, encode};
+pub use record::{decode, decode_sparse, encode};
+pub use state::{Encoded, Keys, State, Tenant};
 pub use writer::Txn;
 
 use std::path::Path;
@@ -273,6 +276,51 @@ mod tests {
         assert_eq!(seen, Some(7));
     }
 
+    /// A store written in data format 2 (attributes inline) is read and rewritten in format 3.
+    #[tokio::test]
+    async fn format_2_stores_are_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = |id: &str| {
+            let mut e = entity(id, 3);
+            e.attrs.insert(
+                "urn:a".into(),
+                vec![haskap_model::Attribute {
+                    kind: haskap_model::entity::AttrKind::Property,
+                    value: serde_json::json!(42),
+                    dataset_id: None,
+                    observed_at: None,
+                    unit_code: None,
+                    lang: None,
+                    created_at: 3,
+                    modified_at: 3,
+                    sub: Default::default(),
+                }],
+            );
+            e
+        };
+        {
+            let disk = disk::Disk::open(dir.path(), 1 << 20).unwrap();
+            disk.put_meta("format", b"2").unwrap();
+            let old: Vec<Vec<u8>> =
+                ["urn:a", "urn:b"].iter().map(|id| rmp_serde::to_vec_named(&e(id)).unwrap()).collect();
+            disk.commit(&[
+                disk::Put::Entity { tenant: "", id: "urn:a", bytes: Some(&old[0]) },
+                disk::Put::Entity { tenant: "", id: "urn:b", bytes: Some(&old[1]) },
+            ])
+            .unwrap();
+        }
+        for _ in 0..2 {
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            assert_eq!(*store.get("", "urn:a").unwrap(), e("urn:a"));
+            assert_eq!(*store.get("", "urn:b").unwrap(), e("urn:b"));
+            let current =
+                store.read(|s| ["urn:a", "urn:b"].map(|id| record::is_current(s.tenants[""].encoded(id).unwrap())));
+            assert_eq!(current, [true, true]);
+            assert_eq!(store.scan_meta("format").unwrap(), vec![("format".to_string(), b"3".to_vec())]);
+            store.shutdown();
+        }
+    }
+
     #[test]
     fn a_store_of_another_format_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -305,6 +353,48 @@ mod index_tests {
                 .unwrap();
         let f = Filter { geo: Some(q), ..Default::default() };
         store.read(|s| s.tenants[""].select(&f).0.iter().collect())
+    }
+
+    fn q_matches(store: &Store, q: &str) -> Vec<String> {
+        let expand = |t: &str| format!("urn:v:{t}");
+        let compiled = haskap_query::eval::compile(&haskap_query::q::parse(q).unwrap(), q, &expand).unwrap();
+        let f = Filter { q: Some(compiled), ..Default::default() };
+        store.read(|s| {
+            let t = &s.tenants[""];
+            let wanted = f.attributes();
+            let matches = t.matcher(&f, &wanted);
+            let mut ids: Vec<String> =
+                t.select(&f).0.iter().filter(|s| matches(*s)).map(|s| t.entity_at(s).unwrap().id).collect();
+            ids.sort();
+            ids
+        })
+    }
+
+    /// Columns built by a query follow every later write: updates, new entities, deletions, and
+    /// values that need decoding.
+    #[tokio::test]
+    async fn columns_follow_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let put = |id: &'static str, n: serde_json::Value| {
+            let mut e = at(id, 141.0, 1);
+            e.attrs.get_mut("urn:v:n").unwrap()[0].value = n;
+            let store = store.clone();
+            async move { store.write(move |txn| txn.apply("", id, Change::Put(e))).await.unwrap() }
+        };
+        put("urn:a", 5.into()).await;
+        put("urn:b", 50.into()).await;
+        assert_eq!(q_matches(&store, "n>10"), ["urn:b"]);
+        put("urn:a", 20.into()).await;
+        assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:b"], "an update");
+        put("urn:c", 30.into()).await;
+        assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:b", "urn:c"], "a new entity");
+        store.write(|txn| txn.apply("", "urn:b", Change::Delete)).await.unwrap();
+        assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:c"], "a deletion");
+        put("urn:d", serde_json::json!([1, 99])).await;
+        assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:c", "urn:d"], "an array is decided on the record");
+        assert_eq!(q_matches(&store, "n==20|missing==1"), ["urn:a"], "an attribute no entity has");
+        assert_eq!(q_matches(&store, "!n"), Vec::<String>::new());
     }
 
     /// Regression (issue 3 bench): updating an entity moved all its index entries, and R-tree

@@ -1,6 +1,6 @@
-//! Walking MessagePack without decoding it: the extent of a value, map headers and string keys,
-//! so that a query can pick the attributes it needs out of a stored entity and step over the
-//! rest without validating or allocating anything.
+//! Walking MessagePack without decoding it: the extent of a value, headers, string keys and
+//! scalars, so that a query can pick the attributes it needs out of a stored entity and step over
+//! the rest without validating or allocating anything.
 
 /// The length in bytes of the value at the start of `b`; None when `b` is truncated or invalid.
 pub(crate) fn value_len(b: &[u8]) -> Option<usize> {
@@ -49,14 +49,77 @@ fn values_len(b: &[u8], start: usize, n: usize) -> Option<usize> {
 
 /// A map header at the start of `b`: the number of entries and the header's length.
 pub(crate) fn map_header(b: &[u8]) -> Option<(usize, usize)> {
+    header(b, 0x80, 0xde)
+}
+
+/// An array header at the start of `b`: the number of items and the header's length.
+pub(crate) fn array_header(b: &[u8]) -> Option<(usize, usize)> {
+    header(b, 0x90, 0xdc)
+}
+
+/// A container header: `fix` is the marker of the short form (count in the low four bits),
+/// `wide` that of the 16-bit form, followed by that of the 32-bit form.
+fn header(b: &[u8], fix: u8, wide: u8) -> Option<(usize, usize)> {
     let m = *b.first()?;
     let be = |n: usize| Some(b.get(1..1 + n)?.iter().fold(0usize, |acc, x| (acc << 8) | usize::from(*x)));
-    match m {
-        0x80..=0x8f => Some((usize::from(m & 0x0f), 1)),
-        0xde => Some((be(2)?, 3)),
-        0xdf => Some((be(4)?, 5)),
-        _ => None,
+    if m & 0xf0 == fix {
+        Some((usize::from(m & 0x0f), 1))
+    } else if m == wide {
+        Some((be(2)?, 3))
+    } else if m == wide + 1 {
+        Some((be(4)?, 5))
+    } else {
+        None
     }
+}
+
+/// A binary at the start of `b`: its bytes and the total length.
+pub(crate) fn bin_at(b: &[u8]) -> Option<(&[u8], usize)> {
+    let head = match *b.first()? {
+        0xc4 => 2,
+        0xc5 => 3,
+        0xc6 => 5,
+        _ => return None,
+    };
+    let len = value_len(b)?;
+    Some((&b[head..len], len))
+}
+
+/// A scalar at the start of `b`, borrowed: nil, a boolean, a number or a (validated) string.
+/// None for anything else (arrays, maps, binaries, extensions) or invalid input.
+pub(crate) fn scalar_at(b: &[u8]) -> Option<Scalar<'_>> {
+    let m = *b.first()?;
+    let int =
+        |n: usize| -> Option<u64> { Some(b.get(1..1 + n)?.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x))) };
+    Some(match m {
+        0xc0 => Scalar::Nil,
+        0xc2 => Scalar::Bool(false),
+        0xc3 => Scalar::Bool(true),
+        0x00..=0x7f => Scalar::Int(i64::from(m)),
+        0xe0..=0xff => Scalar::Int(i64::from(m as i8)),
+        0xcc => Scalar::Int(int(1)? as i64),
+        0xcd => Scalar::Int(int(2)? as i64),
+        0xce => Scalar::Int(int(4)? as i64),
+        0xcf => Scalar::Float(int(8)? as f64),
+        0xd0 => Scalar::Int(i64::from(int(1)? as u8 as i8)),
+        0xd1 => Scalar::Int(i64::from(int(2)? as u16 as i16)),
+        0xd2 => Scalar::Int(i64::from(int(4)? as u32 as i32)),
+        0xd3 => Scalar::Int(int(8)? as i64),
+        0xca => Scalar::Float(f64::from(f32::from_bits(int(4)? as u32))),
+        0xcb => Scalar::Float(f64::from_bits(int(8)?)),
+        0xa0..=0xbf | 0xd9..=0xdb => Scalar::Str(std::str::from_utf8(str_at(b)?.0).ok()?),
+        _ => return None,
+    })
+}
+
+/// A MessagePack scalar, borrowed from the bytes it was read from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
 }
 
 /// A string at the start of `b`: its bytes (not validated) and the total length.
@@ -109,6 +172,28 @@ mod tests {
             assert_eq!(value_len(&padded), Some(bytes.len()), "{v} followed by more");
             assert_eq!(value_len(&bytes[..bytes.len() - 1]), None, "{v} truncated");
         }
+        for (v, want) in [
+            (json!(null), Scalar::Nil),
+            (json!(true), Scalar::Bool(true)),
+            (json!(-7), Scalar::Int(-7)),
+            (json!(300), Scalar::Int(300)),
+            (json!(-300), Scalar::Int(-300)),
+            (json!(70_000), Scalar::Int(70_000)),
+            (json!(-5_000_000_000i64), Scalar::Int(-5_000_000_000)),
+            (json!(u64::MAX), Scalar::Float(u64::MAX as f64)),
+            (json!(1.5), Scalar::Float(1.5)),
+            (json!("active"), Scalar::Str("active")),
+        ] {
+            assert_eq!(scalar_at(&rmp_serde::to_vec_named(&v).unwrap()), Some(want), "{v}");
+        }
+        assert_eq!(scalar_at(&rmp_serde::to_vec_named(&json!([1])).unwrap()), None);
+        assert_eq!(scalar_at(&[0xa2, 0xff, 0xfe]), None, "invalid UTF-8");
+        assert_eq!(scalar_at(&[0xcd, 0x01]), None, "truncated");
+        let array = rmp_serde::to_vec_named(&json!((0..20).collect::<Vec<_>>())).unwrap();
+        assert_eq!(array_header(&array), Some((20, 3)));
+        let mut bin = Vec::new();
+        rmp::encode::write_bin(&mut bin, &[7; 300]).unwrap();
+        assert_eq!(bin_at(&bin), Some((&[7u8; 300][..], 303)));
         let map = rmp_serde::to_vec_named(&json!({"key": 1})).unwrap();
         assert_eq!(map_header(&map), Some((1, 1)));
         assert_eq!(str_at(&map[1..]), Some((&b"key"[..], 4)));

@@ -15,12 +15,17 @@ use haskap_model::Entity;
 use haskap_model::entity::AttrKind;
 use haskap_query::filter::Filter;
 use haskap_query::types::TypeExpr;
+use parking_lot::RwLock;
 use roaring::RoaringBitmap;
 use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde_json::Value;
 
-use crate::StoreError;
+use crate::column::{Cell, Column};
+use crate::record::{decode, decode_sparse};
+
+/// Most columns a tenant keeps; queries on further attributes decode candidates instead.
+const MAX_COLUMNS: usize = 32;
 
 /// An entity in its encoded form.
 pub type Encoded = Arc<[u8]>;
@@ -45,6 +50,8 @@ pub struct Tenant {
     by_attr: HashMap<String, RoaringBitmap>,
     geo: HashMap<String, RTree<GeoBox>>,
     live: RoaringBitmap,
+    /// Columns of the attributes queries have needed, by expanded name (see [`crate::column`]).
+    columns: RwLock<HashMap<String, Arc<Column>>>,
     /// Subscriptions by id, in canonical JSON form (expanded names), ordered by id.
     pub subscriptions: std::collections::BTreeMap<String, Arc<Value>>,
     /// Counts the commits that changed [`Tenant::subscriptions`], so that what is derived from
@@ -152,6 +159,59 @@ impl Tenant {
     /// The entity in `slot`, decoded.
     pub fn entity_at(&self, slot: u32) -> Option<Entity> {
         self.slots.get(slot as usize)?.as_ref().and_then(|(_, b)| decode(b).ok())
+    }
+
+    /// A test of whether the entity in a slot, a candidate of [`Tenant::select`], satisfies `f`.
+    /// A plain `q` (see [`haskap_query::eval::Compiled::is_plain`]) is decided on the columns of
+    /// its attributes; otherwise, and for entities whose cells say so, the entity is decoded with
+    /// the attributes in `wanted` ([`Filter::attributes`]).
+    pub fn matcher<'a>(&'a self, f: &'a Filter, wanted: &'a [&'a str]) -> impl Fn(u32) -> bool + 'a {
+        let columns =
+            f.q.as_ref()
+                .filter(|q| f.is_index_exact_but_q() && q.is_plain())
+                .and_then(|q| Some((q, self.columns(&q.attributes)?)));
+        move |slot| {
+            if let Some((q, columns)) = &columns
+                && columns.iter().all(|c| *c.get(slot) != Cell::Decode)
+            {
+                return q.matches_values(&|i| columns[i].get(slot).value().ok().flatten());
+            }
+            let Some((_, bytes)) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return false };
+            decode_sparse(bytes, wanted).is_ok_and(|e| f.matches(&e))
+        }
+    }
+
+    /// The columns of attributes `names`, built when first needed; None when that would exceed
+    /// [`MAX_COLUMNS`]. An attribute no entity has gets an empty column, not kept.
+    fn columns(&self, names: &[String]) -> Option<Vec<Arc<Column>>> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(c) = self.columns.read().get(name) {
+                out.push(c.clone());
+                continue;
+            }
+            let Some(having) = self.by_attr.get(name).filter(|b| !b.is_empty()) else {
+                out.push(Arc::default());
+                continue;
+            };
+            let mut columns = self.columns.write();
+            if columns.len() >= MAX_COLUMNS && !columns.contains_key(name) {
+                return None;
+            }
+            let records = having.iter().filter_map(|s| Some((s, &*self.slots.get(s as usize)?.as_ref()?.1)));
+            let column = columns.entry(name.clone()).or_insert_with(|| Arc::new(Column::build(name, records)));
+            out.push(column.clone());
+        }
+        Some(out)
+    }
+
+    /// Brings the columns up to date with the record in `slot` (`None`: the slot was emptied).
+    fn update_columns(&mut self, slot: u32) {
+        let record = self.slots.get(slot as usize).and_then(Option::as_ref).map(|(_, b)| b.clone());
+        for (name, column) in self.columns.get_mut().iter_mut() {
+            let cell = record.as_ref().map_or(Cell::Absent, |r| Cell::of(r, name));
+            Arc::make_mut(column).set(slot, cell);
+        }
     }
 
     /// Every entity in slot order, decoded lazily.
@@ -309,6 +369,7 @@ impl Tenant {
                 self.geo.entry(name.clone()).or_default().insert(geo_box(*b, slot));
             }
         }
+        self.update_columns(slot);
     }
 
     /// Replaces the stored bytes of entity `id`, whose index entries do not change.
@@ -317,6 +378,7 @@ impl Tenant {
             && let Some(e) = self.slots[s as usize].as_mut()
         {
             e.1 = bytes;
+            self.update_columns(s);
         }
     }
 
@@ -329,6 +391,7 @@ impl Tenant {
         self.slots[slot as usize] = None;
         self.live.remove(slot);
         self.free.push(slot);
+        self.update_columns(slot);
     }
 
     fn unindex(&mut self, slot: u32, old: &Keys) {
@@ -347,102 +410,5 @@ impl Tenant {
                 tree.remove(&geo_box(*b, slot));
             }
         }
-    }
-}
-
-/// Encodes an entity for memory and disk: MessagePack with field names (smaller and faster to
-/// write and read than JSON, and self-describing so that JSON values inside round-trip).
-pub fn encode(e: &Entity) -> Result<Encoded, StoreError> {
-    rmp_serde::to_vec_named(e).map(Into::into).map_err(|err| StoreError::Corrupt(err.to_string()))
-}
-
-/// Decodes an entity; a failure means stored data is corrupt.
-pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
-    rmp_serde::from_slice(bytes).map_err(|e| {
-        tracing::error!(error = %e, "undecodable entity record");
-        StoreError::Corrupt(format!("entity record: {e}"))
-    })
-}
-
-/// Decodes an entity keeping only the attributes named in `wanted` (expanded names): enough to
-/// evaluate a query, at a fraction of the cost of a full decode. The other attributes are stepped
-/// over by their encoded length, never decoded.
-pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError> {
-    use crate::msgpack::{map_header, str_at, value_len};
-    let corrupt = |what: &str| StoreError::Corrupt(format!("entity record: {what}"));
-    fn de<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
-        rmp_serde::from_slice(v).map_err(|e| StoreError::Corrupt(format!("entity record: {e}")))
-    }
-    let mut e = Entity {
-        id: String::new(),
-        types: Vec::new(),
-        scope: None,
-        created_at: 0,
-        modified_at: 0,
-        attrs: Default::default(),
-    };
-    let (n, mut pos) = map_header(bytes).ok_or_else(|| corrupt("not a map"))?;
-    for i in 0..n {
-        let (key, klen) = str_at(&bytes[pos..]).ok_or_else(|| corrupt("bad key"))?;
-        pos += klen;
-        let rest = &bytes[pos..];
-        if key == b"a" {
-            // The attributes come last (the encoding's field order): once every wanted one is
-            // found, the rest of the record need not be walked.
-            let last = i + 1 == n;
-            // Walked once, attribute by attribute: its end is where the last attribute ends.
-            let (count, mut at) = map_header(rest).ok_or_else(|| corrupt("attributes are not a map"))?;
-            for _ in 0..count {
-                let (name, nlen) = str_at(&rest[at..]).ok_or_else(|| corrupt("bad attribute name"))?;
-                at += nlen;
-                let alen = value_len(&rest[at..]).ok_or_else(|| corrupt("truncated attribute"))?;
-                if let Some(w) = wanted.iter().find(|w| w.as_bytes() == name) {
-                    e.attrs.insert((*w).to_string(), de(&rest[at..at + alen])?);
-                    if last && e.attrs.len() == wanted.len() {
-                        return Ok(e);
-                    }
-                }
-                at += alen;
-            }
-            pos += at;
-            continue;
-        }
-        let vlen = value_len(rest).ok_or_else(|| corrupt("truncated"))?;
-        let v = &rest[..vlen];
-        match key {
-            b"id" => e.id = de(v)?,
-            b"t" => e.types = de(v)?,
-            b"s" => e.scope = de(v)?,
-            b"c" => e.created_at = de(v)?,
-            b"m" => e.modified_at = de(v)?,
-            _ => {}
-        }
-        pos += vlen;
-    }
-    Ok(e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sparse_decoding_keeps_only_what_is_wanted() {
-        let core =
-            haskap_model::jsonld::ActiveContext::core(&serde_json::json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
-        let p = haskap_model::parse::Parser { ctx: &core, now: 7, limits: Default::default() };
-        let e = p.entity(&serde_json::json!({"id": "urn:x:1", "type": "T", "scope": "/a", "a": 1, "b": {"type": "Relationship", "object": "urn:x:2"}, "c": "three"})).unwrap();
-        let bytes = encode(&e).unwrap();
-        let sparse = decode_sparse(&bytes, &["urn:v:b"]).unwrap();
-        assert!(decode_sparse(&bytes[..bytes.len() / 4], &["urn:v:b"]).is_err(), "truncated records are errors");
-        assert!(decode_sparse(&bytes[..bytes.len() - 3], &["urn:v:c"]).is_err(), "up to the last wanted attribute");
-        assert!(decode_sparse(b"\xc1", &[]).is_err());
-        assert_eq!(sparse.attrs.keys().collect::<Vec<_>>(), vec!["urn:v:b"]);
-        assert_eq!(sparse.attrs["urn:v:b"], e.attrs["urn:v:b"]);
-        assert_eq!(
-            (sparse.id.as_str(), &sparse.types, &sparse.scope, sparse.created_at),
-            (e.id.as_str(), &e.types, &e.scope, e.created_at)
-        );
-        assert_eq!(decode(&bytes).unwrap(), e);
     }
 }

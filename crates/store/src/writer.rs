@@ -9,7 +9,8 @@ use haskap_model::Entity;
 use haskap_model::ops::Change;
 
 use crate::disk::Put;
-use crate::state::{Encoded, Keys, State, encode};
+use crate::record::encode;
+use crate::state::{Encoded, Keys, State};
 use crate::{ChangeEvent, Shared, StoreError};
 
 /// Called once the group is committed (or failed), to answer the request.

@@ -1,0 +1,290 @@
+//! The stored form of an entity, in memory and on disk (data format 3).
+//!
+//! A MessagePack map: `id`, `t` (types), `s` (scopes, when there are any), `c` and `m` (created
+//! and modified, microseconds), then `a`: the attributes, a map from expanded name to a binary
+//! holding that attribute's instances (the MessagePack of `Vec<Attribute>`, field names as in
+//! `haskap_model::entity`). The binary's length prefix lets a reader step over an attribute in
+//! one hop, so a query picks the attributes it needs without walking the others. Format 2 held
+//! the instances inline instead of in a binary; its records are still read (see [`is_current`]).
+
+use haskap_model::entity::{Attribute, Entity};
+use haskap_query::eval::Plain;
+
+use crate::StoreError;
+use crate::msgpack::{Scalar, array_header, bin_at, map_header, scalar_at, str_at, value_len};
+use crate::state::Encoded;
+
+/// Where a stored entity goes wrong.
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("entity record: {what}"))
+}
+
+fn de<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
+    rmp_serde::from_slice(v).map_err(corrupt)
+}
+
+/// Encodes an entity.
+pub fn encode(e: &Entity) -> Result<Encoded, StoreError> {
+    use rmp::encode::{write_array_len, write_bin, write_map_len, write_sint, write_str};
+    let mut out = Vec::with_capacity(1024);
+    let mut scratch = Vec::with_capacity(256);
+    let failed = |e: rmp::encode::ValueWriteError| StoreError::Corrupt(format!("cannot encode an entity: {e}"));
+    let len = |n: usize| u32::try_from(n).map_err(|_| StoreError::Corrupt("too many items to encode".into()));
+    write_map_len(&mut out, if e.scope.is_some() { 6 } else { 5 }).map_err(failed)?;
+    write_str(&mut out, "id").map_err(failed)?;
+    write_str(&mut out, &e.id).map_err(failed)?;
+    for (key, list) in [("t", Some(&e.types)), ("s", e.scope.as_ref())] {
+        let Some(list) = list else { continue };
+        write_str(&mut out, key).map_err(failed)?;
+        write_array_len(&mut out, len(list.len())?).map_err(failed)?;
+        for item in list {
+            write_str(&mut out, item).map_err(failed)?;
+        }
+    }
+    for (key, micros) in [("c", e.created_at), ("m", e.modified_at)] {
+        write_str(&mut out, key).map_err(failed)?;
+        write_sint(&mut out, micros).map_err(failed)?;
+    }
+    write_str(&mut out, "a").map_err(failed)?;
+    write_map_len(&mut out, len(e.attrs.len())?).map_err(failed)?;
+    for (name, instances) in &e.attrs {
+        write_str(&mut out, name).map_err(failed)?;
+        scratch.clear();
+        rmp_serde::encode::write_named(&mut scratch, instances)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode attribute {name}: {e}")))?;
+        write_bin(&mut out, &scratch).map_err(failed)?;
+    }
+    Ok(out.into())
+}
+
+/// One part of a stored entity, as [`parts`] reads it.
+enum Part<'a> {
+    /// A member of the entity other than its attributes: its key and encoded value.
+    Field(&'a [u8], &'a [u8]),
+    /// An attribute: its expanded name, its encoded instances and whether they were wrapped in a
+    /// binary (format 3).
+    Attribute(&'a [u8], &'a [u8], bool),
+}
+
+/// Reads a stored entity part by part, until `f` answers false.
+fn parts<'a>(bytes: &'a [u8], mut f: impl FnMut(Part<'a>) -> Result<bool, StoreError>) -> Result<(), StoreError> {
+    let (n, mut pos) = map_header(bytes).ok_or_else(|| corrupt("not a map"))?;
+    for _ in 0..n {
+        let (key, klen) = str_at(&bytes[pos..]).ok_or_else(|| corrupt("bad key"))?;
+        pos += klen;
+        let rest = &bytes[pos..];
+        if key != b"a" {
+            let vlen = value_len(rest).ok_or_else(|| corrupt("truncated"))?;
+            if !f(Part::Field(key, &rest[..vlen]))? {
+                return Ok(());
+            }
+            pos += vlen;
+            continue;
+        }
+        let (count, mut at) = map_header(rest).ok_or_else(|| corrupt("attributes are not a map"))?;
+        for _ in 0..count {
+            let (name, nlen) = str_at(&rest[at..]).ok_or_else(|| corrupt("bad attribute name"))?;
+            at += nlen;
+            // Format 3 wraps the instances in a binary; format 2 has them inline.
+            let (instances, len, wrapped) = match bin_at(&rest[at..]) {
+                Some((instances, len)) => (instances, len, true),
+                None => {
+                    let len = value_len(&rest[at..]).ok_or_else(|| corrupt("truncated attribute"))?;
+                    (&rest[at..at + len], len, false)
+                }
+            };
+            if !f(Part::Attribute(name, instances, wrapped))? {
+                return Ok(());
+            }
+            at += len;
+        }
+        pos += at;
+    }
+    Ok(())
+}
+
+fn utf8(b: &[u8]) -> Result<String, StoreError> {
+    std::str::from_utf8(b).map(str::to_string).map_err(corrupt)
+}
+
+/// Decodes an entity; a failure means stored data is corrupt.
+pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
+    decode_where(bytes, |_| true)
+}
+
+/// Decodes an entity keeping only the attributes named in `wanted` (expanded names): enough to
+/// evaluate a query, at a fraction of the cost of a full decode. The other attributes are stepped
+/// over, never decoded.
+pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError> {
+    decode_where(bytes, |name| wanted.iter().any(|w| w.as_bytes() == name))
+}
+
+fn decode_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Entity, StoreError> {
+    let mut e = Entity {
+        id: String::new(),
+        types: Vec::new(),
+        scope: None,
+        created_at: 0,
+        modified_at: 0,
+        attrs: Default::default(),
+    };
+    let result = parts(bytes, |part| {
+        match part {
+            Part::Field(b"id", v) => e.id = de(v)?,
+            Part::Field(b"t", v) => e.types = de(v)?,
+            Part::Field(b"s", v) => e.scope = de(v)?,
+            Part::Field(b"c", v) => e.created_at = de(v)?,
+            Part::Field(b"m", v) => e.modified_at = de(v)?,
+            Part::Field(..) => {}
+            Part::Attribute(name, instances, _) if keep(name) => {
+                e.attrs.insert(utf8(name)?, de::<Vec<Attribute>>(instances)?);
+            }
+            Part::Attribute(..) => {}
+        }
+        Ok(true)
+    });
+    if let Err(err) = result {
+        tracing::error!(error = %err, "undecodable entity record");
+        return Err(err);
+    }
+    Ok(e)
+}
+
+/// Whether `bytes` is in the current format (format 2 records are rewritten at start-up).
+pub(crate) fn is_current(bytes: &[u8]) -> bool {
+    let mut current = true;
+    let _ = parts(bytes, |part| {
+        if let Part::Attribute(_, _, wrapped) = part {
+            current = wrapped;
+            return Ok(false);
+        }
+        Ok(true)
+    });
+    current
+}
+
+/// The encoded instances of attribute `name` (expanded) of a stored entity, if it has it.
+pub(crate) fn instances_of<'a>(bytes: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, StoreError> {
+    let mut found = None;
+    parts(bytes, |part| {
+        if let Part::Attribute(n, instances, _) = part
+            && n == name.as_bytes()
+        {
+            found = Some(instances);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    Ok(found)
+}
+
+/// The plain values of one attribute.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct PlainValues<'a> {
+    /// Every instance's value, arrays flattened one level.
+    pub(crate) values: Vec<Plain<'a>>,
+    /// Whether an instance is a VocabProperty.
+    pub(crate) vocab: bool,
+}
+
+/// The plain values of an attribute's encoded instances; None when one is not plain (a
+/// compound value, a language map).
+pub(crate) fn plain_instances(b: &[u8]) -> Option<PlainValues<'_>> {
+    let (count, mut pos) = array_header(b)?;
+    let mut out = PlainValues::default();
+    for _ in 0..count {
+        let (fields, head) = map_header(b.get(pos..)?)?;
+        pos += head;
+        for _ in 0..fields {
+            let (key, klen) = str_at(b.get(pos..)?)?;
+            pos += klen;
+            let v = b.get(pos..)?;
+            let vlen = value_len(v)?;
+            match key {
+                b"k" => out.vocab |= str_at(v)?.0 == b"VocabProperty",
+                b"v" => match array_header(v) {
+                    Some((items, mut at)) => {
+                        for _ in 0..items {
+                            out.values.push(plain(scalar_at(&v[at..])?));
+                            at += value_len(&v[at..])?;
+                        }
+                    }
+                    None => out.values.push(plain(scalar_at(v)?)),
+                },
+                _ => {}
+            }
+            pos += vlen;
+        }
+    }
+    Some(out)
+}
+
+fn plain(s: Scalar<'_>) -> Plain<'_> {
+    match s {
+        Scalar::Nil => Plain::Null,
+        Scalar::Bool(b) => Plain::Bool(b),
+        Scalar::Int(i) => Plain::Number(i as f64),
+        Scalar::Float(f) => Plain::Number(f),
+        Scalar::Str(s) => Plain::Str(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entity() -> Entity {
+        let core = haskap_model::jsonld::ActiveContext::core(&json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
+        let p = haskap_model::parse::Parser { ctx: &core, now: 7, limits: Default::default() };
+        p.entity(&json!({"id": "urn:x:1", "type": "T", "scope": "/a", "a": 1, "b": {"type": "Relationship", "object": "urn:x:2"}, "c": "three",
+            "d": [{"type": "Property", "value": [1.5, "x"]}, {"type": "Property", "value": -3, "datasetId": "urn:d:1"}],
+            "e": {"type": "Property", "value": {"nested": true}}, "f": {"type": "VocabProperty", "vocab": "shelter"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn records_round_trip_and_read_format_2() {
+        let e = entity();
+        let bytes = encode(&e).unwrap();
+        assert!(is_current(&bytes));
+        assert_eq!(decode(&bytes).unwrap(), e);
+        let legacy = rmp_serde::to_vec_named(&e).unwrap();
+        assert!(!is_current(&legacy), "format 2 is told apart");
+        assert_eq!(decode(&legacy).unwrap(), e, "format 2 is still read");
+        let bare = Entity { attrs: Default::default(), scope: None, ..e };
+        assert_eq!(decode(&encode(&bare).unwrap()).unwrap(), bare);
+    }
+
+    #[test]
+    fn sparse_decoding_keeps_only_what_is_wanted() {
+        let e = entity();
+        for bytes in [encode(&e).unwrap().to_vec(), rmp_serde::to_vec_named(&e).unwrap()] {
+            let sparse = decode_sparse(&bytes, &["urn:v:b"]).unwrap();
+            assert_eq!(sparse.attrs.keys().collect::<Vec<_>>(), vec!["urn:v:b"]);
+            assert_eq!(sparse.attrs["urn:v:b"], e.attrs["urn:v:b"]);
+            assert_eq!(
+                (sparse.id.as_str(), &sparse.types, &sparse.scope, sparse.created_at),
+                (e.id.as_str(), &e.types, &e.scope, e.created_at)
+            );
+            assert!(decode_sparse(&bytes[..bytes.len() / 4], &["urn:v:b"]).is_err(), "truncated records are errors");
+        }
+        assert!(decode_sparse(b"\xc1", &[]).is_err());
+    }
+
+    #[test]
+    fn plain_values_are_read_in_place() {
+        let bytes = encode(&entity()).unwrap();
+        let plain =
+            |name: &str| instances_of(&bytes, name).unwrap().map(|i| plain_instances(i).map(|p| (p.values, p.vocab)));
+        assert_eq!(
+            plain("urn:v:d"),
+            Some(Some((vec![Plain::Number(1.5), Plain::Str("x"), Plain::Number(-3.0)], false)))
+        );
+        assert_eq!(plain("urn:v:a"), Some(Some((vec![Plain::Number(1.0)], false))));
+        assert_eq!(plain("urn:v:missing"), None);
+        assert_eq!(plain("urn:v:b"), Some(Some((vec![Plain::Str("urn:x:2")], false))));
+        assert_eq!(plain("urn:v:f"), Some(Some((vec![Plain::Str("urn:v:shelter")], true))));
+        assert_eq!(plain("urn:v:e"), Some(None), "a compound value is not plain");
+    }
+}
