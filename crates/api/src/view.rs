@@ -162,7 +162,11 @@ impl View {
     pub fn render_all(&self, req: &Source<'_>, entities: &[Entity]) -> Vec<Value> {
         let mut out = Vec::with_capacity(entities.len());
         let mut linked = Vec::new();
-        let mut seen: HashSet<String> = entities.iter().map(|e| e.id.clone()).collect();
+        // Only a flat join needs to know which entities are already in the list.
+        let mut seen: HashSet<String> = match self.join {
+            Some(Join::Flat) => entities.iter().map(|e| e.id.clone()).collect(),
+            _ => HashSet::new(),
+        };
         for e in entities {
             if let Some(m) = self.render(req, e, self.pick.as_deref(), self.omit.as_deref(), 1, &mut linked, &mut seen)
             {
@@ -199,8 +203,14 @@ impl View {
         flat: &mut Vec<Value>,
         seen: &mut HashSet<String>,
     ) -> Option<Map<String, Value>> {
-        let opts = if level == 1 { self.opts.clone() } else { RenderOptions { attrs: None, ..self.opts.clone() } };
-        let mut m = render_entity(e, req.ctx, &opts);
+        let linked_opts;
+        let opts = if level == 1 {
+            &self.opts
+        } else {
+            linked_opts = RenderOptions { attrs: None, ..self.opts.clone() };
+            &linked_opts
+        };
+        let mut m = render_entity(e, req.ctx, opts);
         if let Some(p) = pick {
             m.retain(|k, _| KEEP.contains(&k.as_str()) || projection::names(p).any(|n| n == k));
         }

@@ -8,6 +8,9 @@
 //! them.
 
 use std::collections::{HashMap, HashSet};
+
+// Compaction looks up every attribute name of every entity rendered: a fast hash pays.
+use rustc_hash::FxBuildHasher;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -39,11 +42,11 @@ pub struct TermDef {
 /// The result of processing a context: what every term means, and the reverse for compaction.
 #[derive(Debug, Clone, Default)]
 pub struct ActiveContext {
-    terms: HashMap<String, TermDef>,
-    protected: HashSet<String>,
+    terms: HashMap<String, TermDef, FxBuildHasher>,
+    protected: HashSet<String, FxBuildHasher>,
     vocab: Option<String>,
     /// IRI → the term compaction prefers for it.
-    reverse: HashMap<String, String>,
+    reverse: HashMap<String, String, FxBuildHasher>,
     /// Terms usable as prefixes of compact IRIs: (IRI, term), longest IRI first.
     prefixes: Vec<(String, String)>,
 }

@@ -100,7 +100,10 @@ pub(crate) fn scalar_at(b: &[u8]) -> Option<Scalar<'_>> {
         0xcc => Scalar::Int(int(1)? as i64),
         0xcd => Scalar::Int(int(2)? as i64),
         0xce => Scalar::Int(int(4)? as i64),
-        0xcf => Scalar::Float(int(8)? as f64),
+        0xcf => match i64::try_from(int(8)?) {
+            Ok(i) => Scalar::Int(i),
+            Err(_) => Scalar::Float(int(8)? as f64),
+        },
         0xd0 => Scalar::Int(i64::from(int(1)? as u8 as i8)),
         0xd1 => Scalar::Int(i64::from(int(2)? as u16 as i16)),
         0xd2 => Scalar::Int(i64::from(int(4)? as u32 as i32)),
@@ -110,6 +113,47 @@ pub(crate) fn scalar_at(b: &[u8]) -> Option<Scalar<'_>> {
         0xa0..=0xbf | 0xd9..=0xdb => Scalar::Str(std::str::from_utf8(str_at(b)?.0).ok()?),
         _ => return None,
     })
+}
+
+/// The JSON value at the start of `b` and its length; None for what JSON cannot hold (binaries,
+/// extensions, non-string map keys) or invalid input. Integers keep their exact value.
+pub(crate) fn json_at(b: &[u8]) -> Option<(serde_json::Value, usize)> {
+    use serde_json::Value;
+    if let Some((n, head)) = array_header(b) {
+        let mut items = Vec::with_capacity(n.min(b.len()));
+        let mut pos = head;
+        for _ in 0..n {
+            let (v, len) = json_at(b.get(pos..)?)?;
+            items.push(v);
+            pos += len;
+        }
+        return Some((Value::Array(items), pos));
+    }
+    if let Some((n, head)) = map_header(b) {
+        let mut map = serde_json::Map::new();
+        let mut pos = head;
+        for _ in 0..n {
+            let (k, klen) = str_at(b.get(pos..)?)?;
+            let k = std::str::from_utf8(k).ok()?.to_string();
+            pos += klen;
+            let (v, len) = json_at(b.get(pos..)?)?;
+            map.insert(k, v);
+            pos += len;
+        }
+        return Some((Value::Object(map), pos));
+    }
+    let len = value_len(b)?;
+    let v = match *b.first()? {
+        0xcf => Value::from(u64::from_be_bytes(b.get(1..9)?.try_into().ok()?)),
+        _ => match scalar_at(b)? {
+            Scalar::Nil => Value::Null,
+            Scalar::Bool(x) => Value::Bool(x),
+            Scalar::Int(i) => Value::from(i),
+            Scalar::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+            Scalar::Str(s) => Value::String(s.to_string()),
+        },
+    };
+    Some((v, len))
 }
 
 /// A MessagePack scalar, borrowed from the bytes it was read from.
@@ -180,6 +224,7 @@ mod tests {
             (json!(-300), Scalar::Int(-300)),
             (json!(70_000), Scalar::Int(70_000)),
             (json!(-5_000_000_000i64), Scalar::Int(-5_000_000_000)),
+            (json!(1_790_000_000_000_000u64), Scalar::Int(1_790_000_000_000_000)),
             (json!(u64::MAX), Scalar::Float(u64::MAX as f64)),
             (json!(1.5), Scalar::Float(1.5)),
             (json!("active"), Scalar::Str("active")),
@@ -194,6 +239,15 @@ mod tests {
         let mut bin = Vec::new();
         rmp::encode::write_bin(&mut bin, &[7; 300]).unwrap();
         assert_eq!(bin_at(&bin), Some((&[7u8; 300][..], 303)));
+        for v in [
+            json!({"a": [1, -2, 3.5, u64::MAX, i64::MIN, "x", null, true, {"b": {}}], "c": "苫小牧"}),
+            json!([]),
+            json!(0),
+        ] {
+            let bytes = rmp_serde::to_vec_named(&v).unwrap();
+            assert_eq!(json_at(&bytes), Some((v.clone(), bytes.len())), "{v}");
+            assert_eq!(json_at(&bytes[..bytes.len() - 1]), None, "{v} truncated");
+        }
         let map = rmp_serde::to_vec_named(&json!({"key": 1})).unwrap();
         assert_eq!(map_header(&map), Some((1, 1)));
         assert_eq!(str_at(&map[1..]), Some((&b"key"[..], 4)));

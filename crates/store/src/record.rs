@@ -7,20 +7,16 @@
 //! one hop, so a query picks the attributes it needs without walking the others. Format 2 held
 //! the instances inline instead of in a binary; its records are still read (see [`is_current`]).
 
-use haskap_model::entity::{Attribute, Entity};
+use haskap_model::entity::{AttrKind, Attribute, Entity};
 use haskap_query::eval::Plain;
 
 use crate::StoreError;
-use crate::msgpack::{Scalar, array_header, bin_at, map_header, scalar_at, str_at, value_len};
+use crate::msgpack::{Scalar, array_header, bin_at, json_at, map_header, scalar_at, str_at, value_len};
 use crate::state::Encoded;
 
 /// Where a stored entity goes wrong.
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("entity record: {what}"))
-}
-
-fn de<T: serde::de::DeserializeOwned>(v: &[u8]) -> Result<T, StoreError> {
-    rmp_serde::from_slice(v).map_err(corrupt)
 }
 
 /// Encodes an entity.
@@ -107,6 +103,104 @@ fn utf8(b: &[u8]) -> Result<String, StoreError> {
     std::str::from_utf8(b).map(str::to_string).map_err(corrupt)
 }
 
+fn string(b: &[u8]) -> Result<String, StoreError> {
+    utf8(str_at(b).ok_or_else(|| corrupt("not a string"))?.0)
+}
+
+fn strings(b: &[u8]) -> Result<Vec<String>, StoreError> {
+    let (n, mut pos) = array_header(b).ok_or_else(|| corrupt("not an array"))?;
+    let mut out = Vec::with_capacity(n.min(b.len()));
+    for _ in 0..n {
+        let (s, len) = str_at(&b[pos..]).ok_or_else(|| corrupt("not a string"))?;
+        out.push(utf8(s)?);
+        pos += len;
+    }
+    Ok(out)
+}
+
+fn int(b: &[u8]) -> Result<i64, StoreError> {
+    match scalar_at(b) {
+        Some(Scalar::Int(i)) => Ok(i),
+        _ => Err(corrupt("not an integer")),
+    }
+}
+
+/// Decodes encoded instances (the MessagePack of `Vec<Attribute>`, as `rmp_serde` writes it
+/// with field names), returning them and their length. Written out rather than derived: reading
+/// entities is the hot path of every query.
+fn attributes(b: &[u8]) -> Result<(Vec<Attribute>, usize), StoreError> {
+    let (n, mut pos) = array_header(b).ok_or_else(|| corrupt("instances are not an array"))?;
+    let mut out = Vec::with_capacity(n.min(8));
+    for _ in 0..n {
+        let (a, len) = attribute(&b[pos..])?;
+        out.push(a);
+        pos += len;
+    }
+    Ok((out, pos))
+}
+
+fn attribute(b: &[u8]) -> Result<(Attribute, usize), StoreError> {
+    let (n, mut pos) = map_header(b).ok_or_else(|| corrupt("an instance is not a map"))?;
+    let mut a = Attribute {
+        kind: AttrKind::Property,
+        value: serde_json::Value::Null,
+        dataset_id: None,
+        observed_at: None,
+        unit_code: None,
+        lang: None,
+        created_at: 0,
+        modified_at: 0,
+        sub: Default::default(),
+    };
+    let text = |v: &[u8]| if v == [0xc0] { Ok(None) } else { string(v).map(Some) };
+    for _ in 0..n {
+        let (key, klen) = str_at(&b[pos..]).ok_or_else(|| corrupt("bad instance key"))?;
+        pos += klen;
+        let v = &b[pos..];
+        let len = match key {
+            b"v" => {
+                let (value, len) = json_at(v).ok_or_else(|| corrupt("bad value"))?;
+                a.value = value;
+                len
+            }
+            b"s" => {
+                let (count, mut at) = map_header(v).ok_or_else(|| corrupt("sub-attributes are not a map"))?;
+                for _ in 0..count {
+                    let (name, nlen) = str_at(&v[at..]).ok_or_else(|| corrupt("bad sub-attribute name"))?;
+                    at += nlen;
+                    let (instances, len) = attributes(&v[at..])?;
+                    a.sub.insert(utf8(name)?, instances);
+                    at += len;
+                }
+                at
+            }
+            _ => {
+                let len = value_len(v).ok_or_else(|| corrupt("truncated instance"))?;
+                let v = &v[..len];
+                match key {
+                    b"k" => {
+                        let name = str_at(v).ok_or_else(|| corrupt("bad kind"))?.0;
+                        a.kind = AttrKind::ALL
+                            .into_iter()
+                            .find(|k| k.name().as_bytes() == name)
+                            .ok_or_else(|| corrupt("unknown attribute kind"))?;
+                    }
+                    b"d" => a.dataset_id = text(v)?,
+                    b"o" => a.observed_at = text(v)?,
+                    b"u" => a.unit_code = text(v)?,
+                    b"l" => a.lang = text(v)?,
+                    b"c" => a.created_at = int(v)?,
+                    b"m" => a.modified_at = int(v)?,
+                    _ => {}
+                }
+                len
+            }
+        };
+        pos += len;
+    }
+    Ok((a, pos))
+}
+
 /// Decodes an entity; a failure means stored data is corrupt.
 pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
     decode_where(bytes, |_| true)
@@ -130,14 +224,14 @@ fn decode_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Entity, St
     };
     let result = parts(bytes, |part| {
         match part {
-            Part::Field(b"id", v) => e.id = de(v)?,
-            Part::Field(b"t", v) => e.types = de(v)?,
-            Part::Field(b"s", v) => e.scope = de(v)?,
-            Part::Field(b"c", v) => e.created_at = de(v)?,
-            Part::Field(b"m", v) => e.modified_at = de(v)?,
+            Part::Field(b"id", v) => e.id = string(v)?,
+            Part::Field(b"t", v) => e.types = strings(v)?,
+            Part::Field(b"s", v) => e.scope = if v == [0xc0] { None } else { Some(strings(v)?) },
+            Part::Field(b"c", v) => e.created_at = int(v)?,
+            Part::Field(b"m", v) => e.modified_at = int(v)?,
             Part::Field(..) => {}
             Part::Attribute(name, instances, _) if keep(name) => {
-                e.attrs.insert(utf8(name)?, de::<Vec<Attribute>>(instances)?);
+                e.attrs.insert(utf8(name)?, attributes(instances)?.0);
             }
             Part::Attribute(..) => {}
         }
@@ -236,10 +330,16 @@ mod tests {
 
     fn entity() -> Entity {
         let core = haskap_model::jsonld::ActiveContext::core(&json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
-        let p = haskap_model::parse::Parser { ctx: &core, now: 7, limits: Default::default() };
+        // A real clock's microseconds: wider than 32 bits.
+        let p = haskap_model::parse::Parser { ctx: &core, now: 1_795_000_000_000_000, limits: Default::default() };
         p.entity(&json!({"id": "urn:x:1", "type": "T", "scope": "/a", "a": 1, "b": {"type": "Relationship", "object": "urn:x:2"}, "c": "three",
             "d": [{"type": "Property", "value": [1.5, "x"]}, {"type": "Property", "value": -3, "datasetId": "urn:d:1"}],
-            "e": {"type": "Property", "value": {"nested": true}}, "f": {"type": "VocabProperty", "vocab": "shelter"}}))
+            "e": {"type": "Property", "value": {"nested": true}}, "f": {"type": "VocabProperty", "vocab": "shelter"},
+            "g": {"type": "Property", "value": 21.5, "unitCode": "CEL", "observedAt": "2026-04-01T09:00:00Z",
+                  "accuracy": {"type": "Property", "value": 0.5, "source": {"type": "Relationship", "object": "urn:x:3"}}},
+            "h": {"type": "LanguageProperty", "languageMap": {"ja": "苫小牧", "en": "Tomakomai"}},
+            "i": {"type": "GeoProperty", "value": {"type": "Point", "coordinates": [141.6, 42.63]}},
+            "j": {"type": "ListProperty", "valueList": [1, "two", {"three": 3}]}, "k": {"type": "JsonProperty", "json": {"any": [null, -1]}}}))
         .unwrap()
     }
 
@@ -254,6 +354,24 @@ mod tests {
         assert_eq!(decode(&legacy).unwrap(), e, "format 2 is still read");
         let bare = Entity { attrs: Default::default(), scope: None, ..e };
         assert_eq!(decode(&encode(&bare).unwrap()).unwrap(), bare);
+    }
+
+    /// Damaged records are errors, never panics: every truncation and every single-byte change.
+    #[test]
+    fn damaged_records_do_not_panic() {
+        let bytes = encode(&entity()).unwrap().to_vec();
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+        for at in 0..bytes.len() {
+            for x in [0x00, 0x7f, 0x90, 0xc1, 0xc6, 0xdd, 0xdf, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] = x;
+                let _ = decode(&damaged);
+                let _ = is_current(&damaged);
+                let _ = instances_of(&damaged, "urn:v:d").map(|i| i.map(plain_instances));
+            }
+        }
     }
 
     #[test]
