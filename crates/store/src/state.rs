@@ -142,8 +142,7 @@ impl Tenant {
 
     /// The encoded entity `id`.
     pub fn encoded(&self, id: &str) -> Option<&Encoded> {
-        let slot = *self.by_id.get(id)?;
-        self.slots[slot as usize].as_ref().map(|(_, b)| b)
+        self.record(*self.by_id.get(id)?)
     }
 
     /// The entity `id`, decoded.
@@ -153,12 +152,17 @@ impl Tenant {
 
     /// The entity in `slot` with only the attributes in `wanted` (see [`decode_sparse`]).
     pub fn sparse_at(&self, slot: u32, wanted: &[&str]) -> Option<Entity> {
-        self.slots.get(slot as usize)?.as_ref().and_then(|(_, b)| decode_sparse(b, wanted).ok())
+        self.record(slot).and_then(|b| decode_sparse(b, wanted).ok())
     }
 
     /// The entity in `slot`, decoded.
     pub fn entity_at(&self, slot: u32) -> Option<Entity> {
-        self.slots.get(slot as usize)?.as_ref().and_then(|(_, b)| decode(b).ok())
+        self.record(slot).and_then(|b| decode(b).ok())
+    }
+
+    /// The stored record in `slot`.
+    fn record(&self, slot: u32) -> Option<&Encoded> {
+        self.slots.get(slot as usize)?.as_ref().map(|(_, b)| b)
     }
 
     /// A test of whether the entity in a slot, a candidate of [`Tenant::select`], satisfies `f`.
@@ -176,8 +180,7 @@ impl Tenant {
             {
                 return q.matches_values(&|i| columns[i].get(slot).value().ok().flatten());
             }
-            let Some((_, bytes)) = self.slots.get(slot as usize).and_then(Option::as_ref) else { return false };
-            decode_sparse(bytes, wanted).is_ok_and(|e| f.matches(&e))
+            self.sparse_at(slot, wanted).is_some_and(|e| f.matches(&e))
         }
     }
 
@@ -198,7 +201,7 @@ impl Tenant {
             if columns.len() >= MAX_COLUMNS && !columns.contains_key(name) {
                 return None;
             }
-            let records = having.iter().filter_map(|s| Some((s, &*self.slots.get(s as usize)?.as_ref()?.1)));
+            let records = having.iter().filter_map(|s| Some((s, &**self.record(s)?)));
             let column = columns.entry(name.clone()).or_insert_with(|| Arc::new(Column::build(name, records)));
             out.push(column.clone());
         }
@@ -207,7 +210,7 @@ impl Tenant {
 
     /// Brings the columns up to date with the record in `slot` (`None`: the slot was emptied).
     fn update_columns(&mut self, slot: u32) {
-        let record = self.slots.get(slot as usize).and_then(Option::as_ref).map(|(_, b)| b.clone());
+        let record = self.record(slot).cloned();
         for (name, column) in self.columns.get_mut().iter_mut() {
             let cell = record.as_ref().map_or(Cell::Absent, |r| Cell::of(r, name));
             Arc::make_mut(column).set(slot, cell);
