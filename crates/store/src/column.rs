@@ -6,6 +6,14 @@
 //! boolean or null); an entity whose attribute holds anything else (several instances, an array,
 //! a compound value, a vocabulary IRI) gets [`Cell::Decode`] and is decided on its decoded
 //! record instead, so that every answer is the one the full evaluator gives.
+//!
+//! Builds run off the query path, on the store's column builder thread, a chunk of slots at a
+//! time under the read lock: neither queries nor writes wait for a build (a million entities take
+//! about a second). Until a column is built, queries decide on decoded records as they would
+//! without columns; writes made during a build are replayed when it is installed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use haskap_query::eval::Plain;
 
@@ -67,15 +75,6 @@ pub(crate) struct Column {
 }
 
 impl Column {
-    /// The column of attribute `name` over `records` (slot, stored entity).
-    pub(crate) fn build<'a>(name: &str, records: impl Iterator<Item = (u32, &'a [u8])>) -> Column {
-        let mut column = Column::default();
-        for (slot, record) in records {
-            column.set(slot, Cell::of(record, name));
-        }
-        column
-    }
-
     /// The cell of `slot`.
     pub(crate) fn get(&self, slot: u32) -> &Cell {
         self.cells.get(slot as usize).unwrap_or(&Cell::Absent)
@@ -91,6 +90,25 @@ impl Column {
             self.cells.resize(i + 1, Cell::Absent);
         }
         self.cells[i] = cell;
+    }
+}
+
+/// A request to build the column of an attribute (expanded name) of a tenant.
+pub(crate) type BuildRequest = (Arc<str>, String);
+
+/// A tenant's columns: those built and those being built.
+#[derive(Debug, Default)]
+pub(crate) struct Columns {
+    /// Built columns, kept up to date by the writer.
+    pub(crate) built: HashMap<String, Arc<Column>>,
+    /// Columns being built, each with the slots written since its build began.
+    pub(crate) building: HashMap<String, Vec<u32>>,
+}
+
+impl Columns {
+    /// How many columns are built or being built.
+    pub(crate) fn len(&self) -> usize {
+        self.built.len() + self.building.len()
     }
 }
 
@@ -118,7 +136,8 @@ mod tests {
         for n in ["list", "multi", "o", "v"] {
             assert_eq!(cell(n), Cell::Decode, "{n}");
         }
-        let mut c = Column::build("urn:v:n", [(3, &record[..])].into_iter());
+        let mut c = Column::default();
+        c.set(3, cell("n"));
         assert_eq!((c.get(0), c.get(3), c.get(99)), (&Cell::Absent, &Cell::Number(3.0), &Cell::Absent));
         c.set(50, Cell::Absent);
         assert_eq!(c.cells.len(), 4, "absent cells past the end take no room");

@@ -96,11 +96,11 @@ impl Disk {
     /// Reads every tenant and entity into memory.
     pub(crate) fn load(&self) -> Result<State, StoreError> {
         let mut state = State::default();
-        state.tenants.entry(String::new()).or_default();
+        state.tenant_mut("");
         for kv in self.meta.prefix("tenant/") {
             let (k, _) = kv.into_inner()?;
             let name = String::from_utf8_lossy(&k["tenant/".len()..]).into_owned();
-            state.tenants.entry(name).or_default();
+            state.tenant_mut(&name);
         }
         for kv in self.subscriptions.iter() {
             let (k, v) = kv.into_inner()?;
@@ -112,7 +112,7 @@ impl Disk {
             let id = std::str::from_utf8(&k[split + 1..]).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let json =
                 serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("subscription record: {e}")))?;
-            state.tenants.entry(tenant.to_string()).or_default().subscriptions.insert(id.to_string(), Arc::new(json));
+            state.tenant_mut(tenant).subscriptions.insert(id.to_string(), Arc::new(json));
         }
         let mut rewrites = Vec::new();
         let mut migrated = 0usize;
@@ -133,7 +133,7 @@ impl Disk {
                     migrated += self.rewrite(&mut rewrites)?;
                 }
             }
-            let t = state.tenants.entry(tenant.to_string()).or_default();
+            let t = state.tenant_mut(tenant);
             t.put(id, Arc::from(&*v), &Keys::of(&entity), None);
         }
         if self.migrate {

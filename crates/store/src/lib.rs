@@ -106,7 +106,7 @@ impl Store {
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let disk = disk::Disk::open(dir, options.cache_bytes)?;
         let started = std::time::Instant::now();
-        let state = disk.load()?;
+        let mut state = disk.load()?;
         tracing::info!(
             entities = state.entity_count(),
             tenants = state.tenants.len(),
@@ -114,7 +114,14 @@ impl Store {
             "store loaded"
         );
         let next_seq = std::sync::atomic::AtomicU64::new(disk.next_seq()?);
+        let (builds, requests) = mpsc::channel();
+        state.build_columns_with(builds);
         let shared = Arc::new(Shared { state: RwLock::new(state), disk, next_seq, listeners: Mutex::new(Vec::new()) });
+        let builder_shared = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("haskap-columns".into())
+            .spawn(move || build_columns(builder_shared, requests))
+            .map_err(|e| StoreError::Engine(format!("cannot start the column builder thread: {e}")))?;
         let (jobs, rx) = mpsc::channel();
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
@@ -206,6 +213,29 @@ impl Store {
         }));
         if let Some(handle) = self.writer.lock().take() {
             let _ = handle.join();
+        }
+    }
+}
+
+/// Builds the columns tenants ask for, one at a time, a chunk of records per hold of the read
+/// lock (see [`column`]). Ends when the store is gone.
+fn build_columns(shared: std::sync::Weak<Shared>, requests: mpsc::Receiver<column::BuildRequest>) {
+    for (tenant, name) in requests {
+        let started = std::time::Instant::now();
+        let mut column = column::Column::default();
+        let mut from = 0;
+        loop {
+            let Some(shared) = shared.upgrade() else { return };
+            let state = shared.state.read();
+            let Some(t) = state.tenants.get(&*tenant) else { break };
+            match t.fill_column(&name, &mut column, from) {
+                Some(next) => from = next,
+                None => {
+                    t.install_column(&name, column);
+                    tracing::debug!(tenant = %tenant, attribute = %name, elapsed_ms = started.elapsed().as_millis() as u64, "column built");
+                    break;
+                }
+            }
         }
     }
 }
@@ -355,10 +385,13 @@ mod index_tests {
         store.read(|s| s.tenants[""].select(&f).0.iter().collect())
     }
 
-    fn q_matches(store: &Store, q: &str) -> Vec<String> {
+    fn compile(q: &str) -> haskap_query::eval::Compiled {
         let expand = |t: &str| format!("urn:v:{t}");
-        let compiled = haskap_query::eval::compile(&haskap_query::q::parse(q).unwrap(), q, &expand).unwrap();
-        let f = Filter { q: Some(compiled), ..Default::default() };
+        haskap_query::eval::compile(&haskap_query::q::parse(q).unwrap(), q, &expand).unwrap()
+    }
+
+    fn q_matches(store: &Store, q: &str) -> Vec<String> {
+        let f = Filter { q: Some(compile(q)), ..Default::default() };
         store.read(|s| {
             let t = &s.tenants[""];
             let wanted = f.attributes();
@@ -384,6 +417,8 @@ mod index_tests {
         };
         put("urn:a", 5.into()).await;
         put("urn:b", 50.into()).await;
+        assert_eq!(q_matches(&store, "n>10"), ["urn:b"], "decided on records while the column is built");
+        column_built(&store, "urn:v:n").await;
         assert_eq!(q_matches(&store, "n>10"), ["urn:b"]);
         put("urn:a", 20.into()).await;
         assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:b"], "an update");
@@ -395,6 +430,60 @@ mod index_tests {
         assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:c", "urn:d"], "an array is decided on the record");
         assert_eq!(q_matches(&store, "n==20|missing==1"), ["urn:a"], "an attribute no entity has");
         assert_eq!(q_matches(&store, "!n"), Vec::<String>::new());
+    }
+
+    /// Waits until the column of `name` is built, and checks it against the records.
+    async fn column_built(store: &Store, name: &str) {
+        for _ in 0..500 {
+            match store.read(|s| s.tenants[""].column_is_true(name)) {
+                Some(true) => return,
+                Some(false) => panic!("column {name} disagrees with the records"),
+                None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+            }
+        }
+        panic!("column {name} was never built");
+    }
+
+    /// A column is built a few records at a time, with writes in between; those made during the
+    /// build are replayed into it, so that it ends up true to every record.
+    #[test]
+    fn writes_during_a_column_build_are_replayed() {
+        let (builds, requests) = mpsc::channel();
+        let mut state = State::default();
+        state.build_columns_with(builds);
+        let t = state.tenant_mut("");
+        let put = |t: &mut Tenant, id: &str, n: i64| {
+            let e = at(id, 141.0, n);
+            let old = t.get(id).map(|old| Keys::of(&old));
+            t.put(id, encode(&e).unwrap(), &Keys::of(&e), old.as_ref());
+        };
+        for i in 0..10 {
+            put(t, &format!("urn:e{i}"), i);
+        }
+        let f = Filter { q: Some(compile("n>100")), ..Default::default() };
+        let wanted = f.attributes();
+        assert!(!(0..10).any(|s| t.matcher(&f, &wanted)(s)), "decided on the records before the column exists");
+        let (tenant, name) = requests.try_recv().expect("the query asked for the column");
+        assert_eq!((&*tenant, name.as_str()), ("", "urn:v:n"));
+        let mut column = column::Column::default();
+        let next = t.fill_column(&name, &mut column, 0).expect("three records per chunk in tests");
+        put(t, "urn:e1", 101); // already in the column
+        put(t, "urn:e8", 108); // not yet
+        t.remove("urn:e2", t.get("urn:e2").map(|e| Keys::of(&e)).as_ref());
+        put(t, "urn:e10", 110); // takes the freed slot
+        let mut from = Some(next);
+        while let Some(next) = from {
+            from = t.fill_column(&name, &mut column, next);
+        }
+        t.install_column(&name, column);
+        assert_eq!(t.column_is_true(&name), Some(true));
+        let ids = |t: &Tenant| -> Vec<String> {
+            let m = t.matcher(&f, &wanted);
+            let mut v: Vec<String> = (0..11).filter(|s| m(*s)).map(|s| t.entity_at(s).unwrap().id).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(ids(t), ["urn:e1", "urn:e10", "urn:e8"]);
     }
 
     /// Regression (issue 3 bench): updating an entity moved all its index entries, and R-tree

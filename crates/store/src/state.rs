@@ -10,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::mpsc::Sender;
 
 use haskap_model::Entity;
 use haskap_model::entity::AttrKind;
@@ -21,11 +22,14 @@ use rstar::primitives::{GeomWithData, Rectangle};
 use rstar::{AABB, RTree};
 use serde_json::Value;
 
-use crate::column::{Cell, Column};
+use crate::column::{BuildRequest, Cell, Column, Columns};
 use crate::record::{decode, decode_sparse};
 
 /// Most columns a tenant keeps; queries on further attributes decode candidates instead.
 const MAX_COLUMNS: usize = 32;
+
+/// How many records a column build reads per hold of the read lock (a few milliseconds).
+pub(crate) const BUILD_CHUNK: usize = if cfg!(test) { 3 } else { 4096 };
 
 /// An entity in its encoded form.
 pub type Encoded = Arc<[u8]>;
@@ -38,11 +42,14 @@ type GeoBox = GeomWithData<Rectangle<[f64; 2]>, u32>;
 pub struct State {
     /// Tenants by name.
     pub tenants: HashMap<String, Tenant>,
+    /// Where tenants send column build requests (none: columns are never built).
+    builder: Option<Sender<BuildRequest>>,
 }
 
 /// One tenant: a separate keyspace no query crosses.
 #[derive(Default)]
 pub struct Tenant {
+    name: Arc<str>,
     slots: Vec<Option<(Arc<str>, Encoded)>>,
     free: Vec<u32>,
     by_id: HashMap<Arc<str>, u32>,
@@ -51,7 +58,8 @@ pub struct Tenant {
     geo: HashMap<String, RTree<GeoBox>>,
     live: RoaringBitmap,
     /// Columns of the attributes queries have needed, by expanded name (see [`crate::column`]).
-    columns: RwLock<HashMap<String, Arc<Column>>>,
+    columns: RwLock<Columns>,
+    builder: Option<Sender<BuildRequest>>,
     /// Subscriptions by id, in canonical JSON form (expanded names), ordered by id.
     pub subscriptions: std::collections::BTreeMap<String, Arc<Value>>,
     /// Counts the commits that changed [`Tenant::subscriptions`], so that what is derived from
@@ -127,6 +135,23 @@ impl State {
     pub fn entity_count(&self) -> usize {
         self.tenants.values().map(|t| t.by_id.len()).sum()
     }
+
+    /// Tenant `name`, created empty if it does not exist yet.
+    pub(crate) fn tenant_mut(&mut self, name: &str) -> &mut Tenant {
+        if !self.tenants.contains_key(name) {
+            let t = Tenant { name: name.into(), builder: self.builder.clone(), ..Default::default() };
+            self.tenants.insert(name.to_string(), t);
+        }
+        self.tenants.get_mut(name).expect("inserted above")
+    }
+
+    /// Sends every tenant's column build requests to `builder` from now on.
+    pub(crate) fn build_columns_with(&mut self, builder: Sender<BuildRequest>) {
+        for t in self.tenants.values_mut() {
+            t.builder = Some(builder.clone());
+        }
+        self.builder = Some(builder);
+    }
 }
 
 impl Tenant {
@@ -184,34 +209,83 @@ impl Tenant {
         }
     }
 
-    /// The columns of attributes `names`, built when first needed; None when that would exceed
-    /// [`MAX_COLUMNS`]. An attribute no entity has gets an empty column, not kept.
+    /// The columns of attributes `names`, or None while one is not built yet (its build is then
+    /// requested, unless the tenant already has [`MAX_COLUMNS`]). An attribute no entity has
+    /// gets an empty column, not kept.
     fn columns(&self, names: &[String]) -> Option<Vec<Arc<Column>>> {
         let mut out = Vec::with_capacity(names.len());
+        let mut missing = Vec::new();
+        let columns = self.columns.read();
         for name in names {
-            if let Some(c) = self.columns.read().get(name) {
-                out.push(c.clone());
-                continue;
+            match columns.built.get(name) {
+                Some(c) => out.push(c.clone()),
+                None if self.by_attr.get(name).is_none_or(|b| b.is_empty()) => out.push(Arc::default()),
+                None if !columns.building.contains_key(name) => missing.push(name),
+                None => {}
             }
-            let Some(having) = self.by_attr.get(name).filter(|b| !b.is_empty()) else {
-                out.push(Arc::default());
-                continue;
-            };
-            let mut columns = self.columns.write();
-            if columns.len() >= MAX_COLUMNS && !columns.contains_key(name) {
-                return None;
-            }
-            let records = having.iter().filter_map(|s| Some((s, &**self.record(s)?)));
-            let column = columns.entry(name.clone()).or_insert_with(|| Arc::new(Column::build(name, records)));
-            out.push(column.clone());
         }
-        Some(out)
+        drop(columns);
+        if out.len() == names.len() {
+            return Some(out);
+        }
+        if let Some(builder) = &self.builder {
+            let mut columns = self.columns.write();
+            for name in missing {
+                if columns.len() < MAX_COLUMNS && !columns.building.contains_key(name) {
+                    columns.building.insert(name.clone(), Vec::new());
+                    let _ = builder.send((self.name.clone(), name.clone()));
+                }
+            }
+        }
+        None
+    }
+
+    /// Fills `column` (of attribute `name`) for up to [`BUILD_CHUNK`] entities having the
+    /// attribute, from slot `from` on; the slot to go on from, or None when the column is full.
+    pub(crate) fn fill_column(&self, name: &str, column: &mut Column, from: u32) -> Option<u32> {
+        let having = self.by_attr.get(name)?;
+        for (i, slot) in having.range(from..).enumerate() {
+            if i == BUILD_CHUNK {
+                return Some(slot);
+            }
+            if let Some(record) = self.record(slot) {
+                column.set(slot, Cell::of(record, name));
+            }
+        }
+        None
+    }
+
+    /// Makes a built column of attribute `name` available to queries, after replaying the
+    /// writes made while it was built.
+    pub(crate) fn install_column(&self, name: &str, mut column: Column) {
+        let mut columns = self.columns.write();
+        let Some(written) = columns.building.remove(name) else { return };
+        for slot in written {
+            column.set(slot, self.record(slot).map_or(Cell::Absent, |r| Cell::of(r, name)));
+        }
+        columns.built.insert(name.to_string(), Arc::new(column));
+    }
+
+    /// Whether the column of attribute `name` is built (`None`: not yet) and holds the cell of
+    /// every slot's current record (for tests).
+    #[cfg(test)]
+    pub(crate) fn column_is_true(&self, name: &str) -> Option<bool> {
+        let columns = self.columns.read();
+        let column = columns.built.get(name)?;
+        Some(
+            (0..self.slots.len() as u32 + 1)
+                .all(|s| *column.get(s) == self.record(s).map_or(Cell::Absent, |r| Cell::of(r, name))),
+        )
     }
 
     /// Brings the columns up to date with the record in `slot` (`None`: the slot was emptied).
     fn update_columns(&mut self, slot: u32) {
         let record = self.record(slot).cloned();
-        for (name, column) in self.columns.get_mut().iter_mut() {
+        let columns = self.columns.get_mut();
+        for written in columns.building.values_mut() {
+            written.push(slot);
+        }
+        for (name, column) in columns.built.iter_mut() {
             let cell = record.as_ref().map_or(Cell::Absent, |r| Cell::of(r, name));
             Arc::make_mut(column).set(slot, cell);
         }

@@ -196,10 +196,10 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
         } else {
             let mut state = shared.state.write();
             for t in new_tenants {
-                state.tenants.entry(t).or_default();
+                state.tenant_mut(&t);
             }
             for ((tenant, id), v) in subscriptions {
-                let t = state.tenants.entry(tenant).or_default();
+                let t = state.tenant_mut(&tenant);
                 t.subscriptions_version += 1;
                 match v {
                     Some(v) => {
@@ -211,7 +211,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                 }
             }
             for (((tenant, id), e), keys) in pending.into_iter().zip(keys) {
-                let t = state.tenants.entry(tenant).or_default();
+                let t = state.tenant_mut(&tenant);
                 match (e, keys) {
                     (Some((_, bytes)), None) => t.replace_bytes(&id, bytes),
                     (Some((_, bytes)), Some((old, Some(new)))) => t.put(&id, bytes, &new, old.as_ref()),
