@@ -116,6 +116,14 @@ impl Store {
         let next_seq = std::sync::atomic::AtomicU64::new(disk.next_seq()?);
         let (builds, requests) = mpsc::channel();
         state.build_columns_with(builds);
+        // The columns queries needed before are rebuilt now rather than on their next query.
+        for (key, _) in disk.scan_meta(COLUMN_PREFIX)? {
+            if let Some((tenant, name)) = key[COLUMN_PREFIX.len()..].split_once('\0')
+                && let Some(t) = state.tenants.get(tenant)
+            {
+                t.request_column(name);
+            }
+        }
         let shared = Arc::new(Shared { state: RwLock::new(state), disk, next_seq, listeners: Mutex::new(Vec::new()) });
         let builder_shared = Arc::downgrade(&shared);
         std::thread::Builder::new()
@@ -217,24 +225,36 @@ impl Store {
     }
 }
 
+/// Metadata keys `column/TENANT\0ATTRIBUTE`: the columns built, to build again at start-up.
+const COLUMN_PREFIX: &str = "column/";
+
 /// Builds the columns tenants ask for, one at a time, a chunk of records per hold of the read
-/// lock (see [`column`]). Ends when the store is gone.
+/// lock (see [`column`]), and remembers them for the next start. Ends when the store is gone.
 fn build_columns(shared: std::sync::Weak<Shared>, requests: mpsc::Receiver<column::BuildRequest>) {
     for (tenant, name) in requests {
         let started = std::time::Instant::now();
         let mut column = column::Column::default();
         let mut from = 0;
-        loop {
+        let built = loop {
             let Some(shared) = shared.upgrade() else { return };
             let state = shared.state.read();
-            let Some(t) = state.tenants.get(&*tenant) else { break };
+            let Some(t) = state.tenants.get(&*tenant) else { break false };
             match t.fill_column(&name, &mut column, from) {
                 Some(next) => from = next,
                 None => {
                     t.install_column(&name, column);
-                    tracing::debug!(tenant = %tenant, attribute = %name, elapsed_ms = started.elapsed().as_millis() as u64, "column built");
-                    break;
+                    break true;
                 }
+            }
+        };
+        let Some(shared) = shared.upgrade() else { return };
+        if built {
+            tracing::debug!(tenant = %tenant, attribute = %name, elapsed_ms = started.elapsed().as_millis() as u64, "column built");
+            let key = format!("{COLUMN_PREFIX}{tenant}\0{name}");
+            if shared.disk.scan_meta(&key).is_ok_and(|found| found.is_empty())
+                && let Err(e) = shared.disk.put_meta(&key, b"")
+            {
+                tracing::warn!(error = %e, "cannot remember a column for the next start");
             }
         }
     }
@@ -430,6 +450,11 @@ mod index_tests {
         assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:c", "urn:d"], "an array is decided on the record");
         assert_eq!(q_matches(&store, "n==20|missing==1"), ["urn:a"], "an attribute no entity has");
         assert_eq!(q_matches(&store, "!n"), Vec::<String>::new());
+        store.shutdown();
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        column_built(&store, "urn:v:n").await; // no query asks: the store remembers it
+        assert_eq!(q_matches(&store, "n>10"), ["urn:a", "urn:c", "urn:d"]);
     }
 
     /// Waits until the column of `name` is built, and checks it against the records.

@@ -228,16 +228,21 @@ impl Tenant {
         if out.len() == names.len() {
             return Some(out);
         }
-        if let Some(builder) = &self.builder {
-            let mut columns = self.columns.write();
-            for name in missing {
-                if columns.len() < MAX_COLUMNS && !columns.building.contains_key(name) {
-                    columns.building.insert(name.clone(), Vec::new());
-                    let _ = builder.send((self.name.clone(), name.clone()));
-                }
-            }
+        for name in missing {
+            self.request_column(name);
         }
         None
+    }
+
+    /// Asks the column builder for the column of attribute `name`, unless it is built, being
+    /// built, or the tenant has [`MAX_COLUMNS`] already.
+    pub(crate) fn request_column(&self, name: &str) {
+        let Some(builder) = &self.builder else { return };
+        let mut columns = self.columns.write();
+        if columns.len() < MAX_COLUMNS && !columns.built.contains_key(name) && !columns.building.contains_key(name) {
+            columns.building.insert(name.to_string(), Vec::new());
+            let _ = builder.send((self.name.clone(), name.to_string()));
+        }
     }
 
     /// Fills `column` (of attribute `name`) for up to [`BUILD_CHUNK`] entities having the
