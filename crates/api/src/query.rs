@@ -182,6 +182,7 @@ struct Paging {
 fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging) -> ApiResult<Response> {
     let Paging { limit, offset, count, order } = paging;
     req.require_tenant()?;
+    let extent = view.extent();
     let (total, page) = req.app.store.read(|state| {
         let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
         let (candidates, exact) = t.select(filter);
@@ -199,7 +200,7 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
                 .filter(|(_, e)| exact || filter.matches(e))
         };
         let page_of = |slots: Vec<u32>| -> Vec<haskap_model::Entity> {
-            slots.into_iter().skip(offset).take(limit).filter_map(|s| t.entity_at(s)).collect()
+            slots.into_iter().skip(offset).take(limit).filter_map(|s| t.entity_in(s, &extent)).collect()
         };
         if let Some(keys) = &order {
             let mut all: Vec<(u32, haskap_model::Entity)> = matching().collect();
@@ -209,7 +210,7 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
         if exact {
             // Jump straight to the offset-th candidate instead of walking past the others.
             let page = match u32::try_from(offset).ok().and_then(|o| candidates.select(o)) {
-                Some(first) => candidates.range(first..).take(limit).filter_map(|s| t.entity_at(s)).collect(),
+                Some(first) => candidates.range(first..).take(limit).filter_map(|s| t.entity_in(s, &extent)).collect(),
                 None => Vec::new(),
             };
             return (candidates.len() as usize, page);
@@ -235,7 +236,7 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
         let matches = t.matcher(filter, &wanted);
         for s in candidates.iter().filter(|s| exact || matches(*s)) {
             if total >= offset && page.len() < limit {
-                page.extend(t.entity_at(s));
+                page.extend(t.entity_in(s, &extent));
             }
             total += 1;
             if !count && page.len() >= limit {

@@ -134,6 +134,17 @@ impl View {
         View { opts, pick: None, omit: None, join, join_level }
     }
 
+    /// How much of each stored entity this view shows: the attributes asked for and, for
+    /// key-values without a datasetId filter or a join, only each attribute's first value.
+    pub fn extent(&self) -> haskap_store::Extent<'_> {
+        haskap_store::Extent {
+            attrs: self.opts.attrs.as_ref(),
+            values_only: self.opts.format == Format::KeyValues
+                && self.opts.dataset_ids.is_none()
+                && self.join.is_none(),
+        }
+    }
+
     /// Whether linked entities are joined.
     pub fn joins(&self) -> bool {
         self.join.is_some()

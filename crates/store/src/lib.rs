@@ -20,7 +20,7 @@ mod record;
 mod state;
 mod writer;
 
-pub use record::{decode, decode_sparse, encode};
+pub use record::{Extent, decode, decode_extent, decode_sparse, encode};
 pub use state::{Encoded, Keys, State, Tenant};
 pub use writer::Txn;
 

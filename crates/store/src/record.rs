@@ -132,14 +132,26 @@ fn attributes(b: &[u8]) -> Result<(Vec<Attribute>, usize), StoreError> {
     let (n, mut pos) = array_header(b).ok_or_else(|| corrupt("instances are not an array"))?;
     let mut out = Vec::with_capacity(n.min(8));
     for _ in 0..n {
-        let (a, len) = attribute(&b[pos..])?;
+        let (a, len) = attribute(&b[pos..], false)?;
         out.push(a);
         pos += len;
     }
     Ok((out, pos))
 }
 
-fn attribute(b: &[u8]) -> Result<(Attribute, usize), StoreError> {
+/// Decodes the first of encoded instances with only its kind and value (see
+/// [`Extent::values_only`]).
+fn first_value(b: &[u8]) -> Result<Vec<Attribute>, StoreError> {
+    let (n, pos) = array_header(b).ok_or_else(|| corrupt("instances are not an array"))?;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    Ok(vec![attribute(&b[pos..], true)?.0])
+}
+
+/// Decodes one encoded instance, returning it and its length; with `values_only`, only its kind
+/// and value.
+fn attribute(b: &[u8], values_only: bool) -> Result<(Attribute, usize), StoreError> {
     let (n, mut pos) = map_header(b).ok_or_else(|| corrupt("an instance is not a map"))?;
     let mut a = Attribute {
         kind: AttrKind::Property,
@@ -163,7 +175,7 @@ fn attribute(b: &[u8]) -> Result<(Attribute, usize), StoreError> {
                 a.value = value;
                 len
             }
-            b"s" => {
+            b"s" if !values_only => {
                 let (count, mut at) = map_header(v).ok_or_else(|| corrupt("sub-attributes are not a map"))?;
                 for _ in 0..count {
                     let (name, nlen) = str_at(&v[at..]).ok_or_else(|| corrupt("bad sub-attribute name"))?;
@@ -185,6 +197,7 @@ fn attribute(b: &[u8]) -> Result<(Attribute, usize), StoreError> {
                             .find(|k| k.name().as_bytes() == name)
                             .ok_or_else(|| corrupt("unknown attribute kind"))?;
                     }
+                    _ if values_only => {}
                     b"d" => a.dataset_id = text(v)?,
                     b"o" => a.observed_at = text(v)?,
                     b"u" => a.unit_code = text(v)?,
@@ -201,19 +214,37 @@ fn attribute(b: &[u8]) -> Result<(Attribute, usize), StoreError> {
     Ok((a, pos))
 }
 
+/// How much of a stored entity a reader needs; the default is all of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extent<'a> {
+    /// Only these attributes (expanded names), when set.
+    pub attrs: Option<&'a std::collections::HashSet<String>>,
+    /// Only the first instance of each attribute, with just its kind and value (no metadata, no
+    /// sub-attributes): what the key-values representation shows.
+    pub values_only: bool,
+}
+
 /// Decodes an entity; a failure means stored data is corrupt.
 pub fn decode(bytes: &[u8]) -> Result<Entity, StoreError> {
-    decode_where(bytes, |_| true)
+    decode_where(bytes, |_| true, false)
+}
+
+/// Decodes as much of an entity as `extent` asks for; the other attributes and instances are
+/// stepped over, never decoded.
+pub fn decode_extent(bytes: &[u8], extent: &Extent<'_>) -> Result<Entity, StoreError> {
+    let keep =
+        |name: &[u8]| extent.attrs.is_none_or(|only| std::str::from_utf8(name).is_ok_and(|name| only.contains(name)));
+    decode_where(bytes, keep, extent.values_only)
 }
 
 /// Decodes an entity keeping only the attributes named in `wanted` (expanded names): enough to
 /// evaluate a query, at a fraction of the cost of a full decode. The other attributes are stepped
 /// over, never decoded.
 pub fn decode_sparse(bytes: &[u8], wanted: &[&str]) -> Result<Entity, StoreError> {
-    decode_where(bytes, |name| wanted.iter().any(|w| w.as_bytes() == name))
+    decode_where(bytes, |name| wanted.iter().any(|w| w.as_bytes() == name), false)
 }
 
-fn decode_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Entity, StoreError> {
+fn decode_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool, values_only: bool) -> Result<Entity, StoreError> {
     let mut e = Entity {
         id: String::new(),
         types: Vec::new(),
@@ -231,7 +262,8 @@ fn decode_where(bytes: &[u8], keep: impl Fn(&[u8]) -> bool) -> Result<Entity, St
             Part::Field(b"m", v) => e.modified_at = int(v)?,
             Part::Field(..) => {}
             Part::Attribute(name, instances, _) if keep(name) => {
-                e.attrs.insert(utf8(name)?, attributes(instances)?.0);
+                let instances = if values_only { first_value(instances)? } else { attributes(instances)?.0 };
+                e.attrs.insert(utf8(name)?, instances);
             }
             Part::Attribute(..) => {}
         }
@@ -368,6 +400,7 @@ mod tests {
                 let mut damaged = bytes.clone();
                 damaged[at] = x;
                 let _ = decode(&damaged);
+                let _ = decode_extent(&damaged, &Extent { attrs: None, values_only: true });
                 let _ = is_current(&damaged);
                 let _ = instances_of(&damaged, "urn:v:d").map(|i| i.map(plain_instances));
             }
@@ -388,6 +421,27 @@ mod tests {
             assert!(decode_sparse(&bytes[..bytes.len() / 4], &["urn:v:b"]).is_err(), "truncated records are errors");
         }
         assert!(decode_sparse(b"\xc1", &[]).is_err());
+    }
+
+    /// Key-values shown from an entity decoded with `values_only` are those of the whole
+    /// entity, with and without `lang`; `attrs` keeps just the attributes asked for.
+    #[test]
+    fn an_extent_decodes_what_the_view_shows() {
+        use haskap_model::render::{Format, RenderOptions, render_entity};
+        let e = entity();
+        let ctx = haskap_model::jsonld::ActiveContext::core(&json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
+        for bytes in [encode(&e).unwrap().to_vec(), rmp_serde::to_vec_named(&e).unwrap()] {
+            let light = decode_extent(&bytes, &Extent { attrs: None, values_only: true }).unwrap();
+            for lang in [None, Some("en".to_string())] {
+                let opts = RenderOptions { format: Format::KeyValues, lang, ..Default::default() };
+                assert_eq!(render_entity(&light, &ctx, &opts), render_entity(&e, &ctx, &opts));
+            }
+            assert!(light.attrs.values().all(|i| i.len() == 1 && i[0].sub.is_empty() && i[0].observed_at.is_none()));
+            let only = ["urn:v:g".to_string(), "urn:v:d".to_string()].into();
+            let some = decode_extent(&bytes, &Extent { attrs: Some(&only), values_only: false }).unwrap();
+            assert_eq!(some.attrs.keys().collect::<Vec<_>>(), ["urn:v:d", "urn:v:g"]);
+            assert_eq!((&some.attrs["urn:v:d"], &some.attrs["urn:v:g"]), (&e.attrs["urn:v:d"], &e.attrs["urn:v:g"]));
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use rstar::{AABB, RTree};
 use serde_json::Value;
 
 use crate::column::{BuildRequest, Cell, Column, Columns};
-use crate::record::{decode, decode_sparse};
+use crate::record::{Extent, decode, decode_extent, decode_sparse};
 
 /// Most columns a tenant keeps; queries on further attributes decode candidates instead.
 const MAX_COLUMNS: usize = 32;
@@ -183,6 +183,11 @@ impl Tenant {
     /// The entity in `slot`, decoded.
     pub fn entity_at(&self, slot: u32) -> Option<Entity> {
         self.record(slot).and_then(|b| decode(b).ok())
+    }
+
+    /// The entity in `slot`, decoded as far as `extent` asks (see [`decode_extent`]).
+    pub fn entity_in(&self, slot: u32, extent: &Extent<'_>) -> Option<Entity> {
+        self.record(slot).and_then(|b| decode_extent(b, extent).ok())
     }
 
     /// The stored record in `slot`.
