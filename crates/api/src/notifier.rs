@@ -245,7 +245,17 @@ async fn dispatch(
     registries: &mut HashMap<String, (u64, Index)>,
     ev: ChangeEvent,
 ) {
+    let version = registries.get(&ev.tenant).map(|(v, _)| *v);
     let owed = owed_by(app, registries, &ev).await;
+    if registries.get(&ev.tenant).map(|(v, _)| *v) != version {
+        // The tenant's subscriptions changed: the queues of deleted ones are dropped, and their
+        // workers end once they have settled what is queued.
+        let live: std::collections::HashSet<String> = app
+            .store
+            .read(|s| s.tenants.get(&ev.tenant).map(|t| t.subscriptions.keys().cloned().collect()))
+            .unwrap_or_default();
+        queues.retain(|(tenant, id), _| *tenant != ev.tenant || live.contains(id));
+    }
     if let Some(seq) = ev.seq {
         tracker.owe(seq, owed.len());
     }
@@ -326,11 +336,20 @@ async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc:
                 Err(_) => break,
             }
         }
-        deliver(&app, &batch).await;
+        // A subscription deleted meanwhile is owed nothing more.
+        if exists(&app, &batch[0]) {
+            deliver(&app, &batch).await;
+        }
         for seq in batch.iter().filter_map(|p| p.ev.seq) {
             tracker.done(seq);
         }
     }
+}
+
+/// Whether the subscription a notification is queued for still exists.
+fn exists(app: &AppState, p: &Pending) -> bool {
+    let Some(id) = p.sub.get("id").and_then(Value::as_str) else { return false };
+    app.store.read(|s| s.tenants.get(&p.ev.tenant).is_some_and(|t| t.subscriptions.contains_key(id)))
 }
 
 /// The matcher index of a tenant's subscriptions, reusing the matchers of `previous` for the

@@ -240,6 +240,26 @@ async fn notifications_reach_the_receiver() {
     assert_eq!(status["notification"]["status"], "ok");
 }
 
+/// Regression: a notification queued behind its subscription's throttling was still sent after
+/// the subscription was deleted.
+#[tokio::test]
+async fn a_deleted_subscription_is_notified_no_more() {
+    let s = Server::start().await;
+    let (url, got) = receiver().await;
+    let mut throttled = sub("urn:x:throttled");
+    throttled["notification"]["endpoint"]["uri"] = json!(url);
+    throttled["throttling"] = json!(1);
+    assert_eq!(s.post("/subscriptions", &throttled).await.status, 201);
+    let shelter = json!({"id": "urn:ngsi-ld:EvacuationShelter:1", "type": "EvacuationShelter", "occupancy": 150});
+    assert_eq!(s.post("/entities", &shelter).await.status, 201);
+    assert_eq!(wait_for(&got, 1).await.len(), 1);
+    // Held back by the throttling, then the subscription is deleted.
+    s.call("PATCH", "/entities/urn:ngsi-ld:EvacuationShelter:1/attrs", Some(&json!({"occupancy": 160})), &[]).await;
+    assert_eq!(s.call("DELETE", "/subscriptions/urn:x:throttled", None, &[]).await.status, 204);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(got.lock().unwrap().len(), 1, "nothing after the deletion");
+}
+
 #[tokio::test]
 async fn notifications_owed_survive_kill_9() {
     let mut s = Server::start().await;
