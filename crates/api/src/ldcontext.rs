@@ -29,6 +29,9 @@ pub enum DocKind {
     Hosted,
     /// Fetched from its URL and kept.
     Cached,
+    /// Made by the broker for a subscription written with an @context that is not one URL, so
+    /// that its `jsonldContext` can name it.
+    ImplicitlyCreated,
     /// Built into the binary.
     Builtin,
 }
@@ -38,6 +41,7 @@ impl DocKind {
         match self {
             DocKind::Hosted => "Hosted",
             DocKind::Cached | DocKind::Builtin => "Cached",
+            DocKind::ImplicitlyCreated => "ImplicitlyCreated",
         }
     }
 }
@@ -86,7 +90,11 @@ impl ContextRegistry {
             let Ok(rec) = serde_json::from_slice::<Value>(&bytes) else {
                 continue;
             };
-            let kind = if rec["kind"] == "Hosted" { DocKind::Hosted } else { DocKind::Cached };
+            let kind = match rec["kind"].as_str() {
+                Some("Hosted") => DocKind::Hosted,
+                Some("ImplicitlyCreated") => DocKind::ImplicitlyCreated,
+                _ => DocKind::Cached,
+            };
             let local_id = rec["localId"].as_str().unwrap_or_default().to_string();
             let created = rec["createdAt"].as_i64().unwrap_or_default();
             docs.insert(
@@ -219,6 +227,17 @@ impl ContextRegistry {
     /// Hosts a client's context document (`{"@context": ...}`); returns its local id. The remote
     /// documents it refers to are fetched and cached now, as far as they can be.
     pub async fn add_hosted(&self, context: Value) -> Result<String, NgsiError> {
+        self.host(context, DocKind::Hosted).await
+    }
+
+    /// Hosts the @context a subscription was written in (not a single URL) as an
+    /// ImplicitlyCreated document; returns the URL it is served at.
+    pub async fn add_implicit(&self, context: Value) -> Result<String, NgsiError> {
+        let id = self.host(context, DocKind::ImplicitlyCreated).await?;
+        Ok(format!("{}{id}", self.hosted_prefix))
+    }
+
+    async fn host(&self, context: Value, kind: DocKind) -> Result<String, NgsiError> {
         let mut pending = referenced_urls(&context);
         let mut seen = 0;
         while let Some(url) = pending.pop() {
@@ -235,7 +254,7 @@ impl ContextRegistry {
             }
         }
         let id = next_id();
-        self.insert(format!("{}{id}", self.hosted_prefix), json!({"@context": context}), DocKind::Hosted, id.clone())?;
+        self.insert(format!("{}{id}", self.hosted_prefix), json!({"@context": context}), kind, id.clone())?;
         Ok(id)
     }
 

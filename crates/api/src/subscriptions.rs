@@ -73,6 +73,14 @@ async fn create(req: Req) -> ApiResult<Response> {
     };
     sub.insert("id".into(), json!(id));
     subscription::check_not_expired(&sub, now)?;
+    let exists = |key: &str| format!("subscription {key} already exists");
+    if req.app.store.read(|s| s.tenants.get(&req.tenant).is_some_and(|t| t.subscriptions.contains_key(&id))) {
+        return Err(ApiError(NgsiError::exists(exists(&id))));
+    }
+    // Notifications name their @context by URL: one written inline is hosted for them.
+    if let (None, ContextRef::Inline(c)) = (sub.get("jsonldContext"), &req.ctx_ref) {
+        sub.insert("jsonldContext".into(), json!(req.app.contexts.add_implicit(c.clone()).await?));
+    }
     if let Some(c) = sub.get("jsonldContext") {
         req.app.contexts.resolve(c).await?;
     }
@@ -85,7 +93,7 @@ async fn create(req: Req) -> ApiResult<Response> {
         .store
         .write(move |txn| {
             if txn.subscription(&tenant, &key).is_some() {
-                return Err(NgsiError::exists(format!("subscription {key} already exists")));
+                return Err(NgsiError::exists(exists(&key)));
             }
             txn.put_subscription(&tenant, &key, Some(Value::Object(sub)));
             Ok(())

@@ -122,3 +122,38 @@ async fn hosted_contexts() {
     s.call("DELETE", "/jsonldContexts/nope", None, &[]).await.assert_problem(404, "ResourceNotFound");
     s.post("/jsonldContexts", &json!({"park": "x"})).await.assert_problem(400, "InvalidRequest");
 }
+
+/// A subscription written with an inline @context gets an ImplicitlyCreated one hosted for it,
+/// named by its `jsonldContext`, which notifications are then sent with.
+#[tokio::test]
+async fn inline_subscription_contexts_are_implicitly_created() {
+    let s = Server::start().await;
+    let inline = json!([{"park": "https://tomakomai.example/park#"}, "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld"]);
+    let sub = json!({"id": "urn:x:s", "type": "Subscription", "entities": [{"type": "park"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}, "@context": inline});
+    let post = |body: serde_json::Value| {
+        s.client
+            .post(s.url("/subscriptions"))
+            .header("Content-Type", "application/ld+json")
+            .body(body.to_string())
+            .send()
+    };
+    assert_eq!(post(sub.clone()).await.unwrap().status(), 201);
+    let url = s.get("/subscriptions/urn:x:s").await.json()["jsonldContext"].as_str().unwrap().to_string();
+    assert!(url.starts_with(&format!("{}/ngsi-ld/v1/jsonldContexts/", s.base)), "{url}");
+    let id = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(s.get(&format!("/jsonldContexts/{id}")).await.json(), json!({"@context": inline}));
+    let listed = s.get("/jsonldContexts?kind=ImplicitlyCreated&details=true").await.json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!((&listed[0]["URL"], &listed[0]["kind"]), (&json!(url), &json!("ImplicitlyCreated")));
+    assert_eq!(post(sub).await.unwrap().status(), 409);
+    assert_eq!(
+        s.get("/jsonldContexts?kind=ImplicitlyCreated").await.json().as_array().unwrap().len(),
+        1,
+        "none for a refused one"
+    );
+    s.call("DELETE", &format!("/jsonldContexts/{id}?reload=true"), None, &[])
+        .await
+        .assert_problem(400, "BadRequestData");
+    assert_eq!(s.call("DELETE", &format!("/jsonldContexts/{id}"), None, &[]).await.status, 204);
+}
