@@ -315,7 +315,6 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
     run_with(&req, &filter, view)
 }
 
-/// The distance in metres from `p` to the closest instance of GeoProperty `property` of `e`.
 /// The entities among `points` (several per entity when its GeoProperty has several instances)
 /// that satisfy the near query `g` around `p`, each with its distance to the nearest instance.
 fn near_points(points: Vec<(u32, [f64; 2])>, g: &haskap_query::geo::GeoQuery, p: geo::Point<f64>) -> Vec<(f64, u32)> {
@@ -330,6 +329,7 @@ fn near_points(points: Vec<(u32, [f64; 2])>, g: &haskap_query::geo::GeoQuery, p:
     by_slot.into_iter().filter(|(_, (_, ok))| *ok).map(|(s, (d, _))| (d, s)).collect()
 }
 
+/// The distance in metres from `p` to the closest instance of GeoProperty `property` of `e`.
 fn nearest(e: &haskap_model::Entity, property: &str, p: geo::Point<f64>) -> f64 {
     e.attrs
         .get(property)
