@@ -11,7 +11,7 @@ use axum::response::Response;
 use haskap_model::jsonld::ActiveContext;
 use haskap_model::ops;
 use haskap_model::parse::Parser;
-use haskap_model::validate::{check_uri, now_micros};
+use haskap_model::validate::now_micros;
 use haskap_model::{ErrorKind, NgsiError};
 use serde_json::{Value, json};
 
@@ -83,14 +83,7 @@ async fn run(
         Spec { params: &["options", "local"], geo: false, body_context: false },
     )
     .await?;
-    let options = req.options();
-    let op = match op {
-        "create" => Op::Create,
-        "upsert" => Op::Upsert { replace: !options.contains(&"update") },
-        "update" => Op::Update { no_overwrite: options.contains(&"noOverwrite") },
-        "merge" => Op::Merge,
-        _ => Op::Delete,
-    };
+    let op = operation(op, &req.options())?;
     let items =
         req.json().as_array().ok_or_else(|| ApiError(NgsiError::invalid("a batch body must be a JSON array")))?;
     if items.is_empty() {
@@ -188,6 +181,33 @@ async fn run(
     }
 }
 
+/// The operation `name` with `options`: only the options the standard gives it (`replace` or
+/// `update` for upsert, `noOverwrite` for update, none for the others), one of each at most.
+fn operation(name: &str, options: &[&str]) -> ApiResult<Op> {
+    let allowed: &[&str] = match name {
+        "upsert" => &["replace", "update"],
+        "update" => &["noOverwrite"],
+        _ => &[],
+    };
+    if let Some(o) = options.iter().find(|o| !allowed.contains(o)) {
+        let known = if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") };
+        return Err(ApiError(NgsiError::bad_data(format!(
+            "unknown option {} for batch {name}; its options are: {known}",
+            haskap_model::parse::shorten(o)
+        ))));
+    }
+    if options.contains(&"replace") && options.contains(&"update") {
+        return Err(ApiError(NgsiError::bad_data("options replace and update contradict each other")));
+    }
+    Ok(match name {
+        "create" => Op::Create,
+        "upsert" => Op::Upsert { replace: !options.contains(&"update") },
+        "update" => Op::Update { no_overwrite: options.contains(&"noOverwrite") },
+        "merge" => Op::Merge,
+        _ => Op::Delete,
+    })
+}
+
 /// One validated batch item, parsed outside the writer.
 struct Prepared {
     id: String,
@@ -205,11 +225,12 @@ enum Input {
 }
 
 async fn prepare(req: &Req, op: Op, item: &Value, now: i64) -> Result<Prepared, (String, NgsiError)> {
+    let limits = &req.app.config.limits;
     if op == Op::Delete {
         let id = item
             .as_str()
             .ok_or_else(|| (item.to_string(), NgsiError::bad_data("batch delete takes an array of entity ids")))?;
-        check_uri(id, "entity id").map_err(|e| (id.to_string(), e))?;
+        limits.check_id(id, "entity id").map_err(|e| (id.to_string(), e))?;
         return Ok(Prepared { id: id.to_string(), ctx: req.ctx.clone(), input: Input::Delete });
     }
     let id = item.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -218,7 +239,7 @@ async fn prepare(req: &Req, op: Op, item: &Value, now: i64) -> Result<Prepared, 
     if id.is_empty() {
         return Err(fail(NgsiError::bad_data("the entity has no \"id\"")));
     }
-    check_uri(&id, "entity id").map_err(fail)?;
+    limits.check_id(&id, "entity id").map_err(fail)?;
     let ctx = match (req.body_type, obj.get("@context")) {
         (Some(BodyType::Json), Some(_)) => {
             return Err(fail(NgsiError::bad_data("the entity has an @context but Content-Type is application/json")));
@@ -228,10 +249,13 @@ async fn prepare(req: &Req, op: Op, item: &Value, now: i64) -> Result<Prepared, 
                 "Content-Type is application/ld+json but the entity has no @context",
             )));
         }
-        (_, Some(c)) => req.app.contexts.resolve(c).await.map_err(fail)?,
+        (_, Some(c)) => {
+            crate::request::check_context_urls(c, limits).map_err(|e| fail(e.0))?;
+            req.app.contexts.resolve(&req.tenant, c).await.map_err(fail)?
+        }
         (_, None) => req.ctx.clone(),
     };
-    let parser = Parser { ctx: &ctx, now, limits: req.app.config.limits };
+    let parser = Parser { ctx: &ctx, now, limits: *limits };
     let input = match op {
         Op::Create | Op::Upsert { .. } => Input::Entity(parser.entity(item).map_err(fail)?),
         Op::Update { .. } => Input::Fragment(parser.fragment(item, true).map_err(fail)?),

@@ -35,7 +35,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
             }
             let items: Vec<Value> = app
                 .contexts
-                .list()
+                .list(&req.tenant)
                 .into_iter()
                 .filter(|(_, d)| kind.as_deref().is_none_or(|k| ContextRegistry::details("", d)["kind"] == k))
                 .map(|(url, d)| if details { ContextRegistry::details(&url, &d) } else { Value::String(url) })
@@ -50,7 +50,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
                     return Err(ApiError(NgsiError::invalid("the body must be a JSON object with an @context member")));
                 }
             };
-            let id = app.contexts.add_hosted(context).await?;
+            let id = app.contexts.add_hosted(&req.tenant, context).await?;
             let mut resp = StatusCode::CREATED.into_response();
             if let Ok(v) = HeaderValue::from_str(&format!("/ngsi-ld/v1/jsonldContexts/{id}")) {
                 resp.headers_mut().insert(header::LOCATION, v);
@@ -59,8 +59,10 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         }
         (false, Method::GET) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["details"])).await?;
-            let (url, doc) =
-                app.contexts.find(&id).ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
+            let (url, doc) = app
+                .contexts
+                .find(&req.tenant, &id)
+                .ok_or_else(|| ApiError(NgsiError::not_found(format!("no @context {id}"))))?;
             // Report, then count this request as a use.
             let body = if req.flag("details")? { ContextRegistry::details(&url, &doc) } else { (*doc.doc).clone() };
             doc.hit();
@@ -68,7 +70,7 @@ async fn run(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, bo
         }
         (false, Method::DELETE) => {
             let req = Req::parse(app, method, headers, uri.query(), body, spec(&["reload"])).await?;
-            app.contexts.delete(&id, req.flag("reload")?).await?;
+            app.contexts.delete(&req.tenant, &id, req.flag("reload")?).await?;
             Ok(no_content())
         }
         (true, _) => Err(ApiError::not_allowed("GET, POST")),

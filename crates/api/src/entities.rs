@@ -13,7 +13,7 @@ use axum::response::Response;
 use haskap_model::entity::Entity;
 use haskap_model::ops::{self, Change};
 use haskap_model::parse::Parser;
-use haskap_model::validate::{check_uri, now_micros};
+use haskap_model::validate::now_micros;
 use haskap_model::{ErrorKind, NgsiError};
 use serde_json::{Map, Value};
 
@@ -85,9 +85,9 @@ async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, 
     let segs: Vec<&str> = if rest.is_empty() || rest == "/" { Vec::new() } else { rest[1..].split('/').collect() };
     let target = match segs.as_slice() {
         [] => Target::Collection,
-        [id] => Target::Entity(decode_path(id)),
-        [id, "attrs"] | [id, "attrs", ""] => Target::Attrs(decode_path(id)),
-        [id, "attrs", attr] => Target::Attr(decode_path(id), attr),
+        [id] => Target::Entity(decode_path(id)?),
+        [id, "attrs"] | [id, "attrs", ""] => Target::Attrs(decode_path(id)?),
+        [id, "attrs", attr] => Target::Attr(decode_path(id)?, attr),
         _ => {
             return Err(ApiError(NgsiError::not_found(format!("no resource at {}", uri.path()))));
         }
@@ -151,7 +151,7 @@ async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, 
             let params: &'static [&'static str] =
                 if m == Method::DELETE { &["datasetId", "deleteAll", "lang", "local"] } else { &["local", "options"] };
             let req = Req::parse(app, method, headers, q, body, spec(params, true)).await?;
-            let attr = decode_path(attr);
+            let attr = decode_path(attr)?;
             match m {
                 Method::PATCH => partial_update(req, id, attr).await,
                 Method::PUT => replace_attribute(req, id, attr).await,
@@ -165,15 +165,19 @@ async fn route(app: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, 
     }
 }
 
-fn decode_path(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+/// Percent-decodes a path segment; one that is not UTF-8 once decoded is refused.
+fn decode_path(s: &str) -> ApiResult<String> {
+    match percent_encoding::percent_decode_str(s).decode_utf8() {
+        Ok(d) => Ok(d.into_owned()),
+        Err(_) => Err(ApiError(NgsiError::bad_data("the path is not valid UTF-8 once percent-decoded"))),
+    }
 }
 
-fn check_id(id: &str) -> ApiResult<()> {
+fn check_id(req: &Req, id: &str) -> ApiResult<()> {
     if id.is_empty() {
         return Err(ApiError(NgsiError::bad_data("the entity id is missing from the path")));
     }
-    check_uri(id, "entity id").map_err(ApiError)
+    req.app.config.limits.check_id(id, "entity id").map_err(ApiError)
 }
 
 /// Runs an entity operation in the writer and returns its outcome once durable.
@@ -214,19 +218,26 @@ async fn create(req: Req) -> ApiResult<Response> {
 }
 
 fn retrieve(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     req.require_tenant()?;
     let view = crate::view::View::from_request(&req)?;
+    let mut wanted = Vec::new();
+    for t in req.param("type").into_iter().flat_map(|t| t.split(',')).map(str::trim) {
+        let limits = &req.app.config.limits;
+        limits.check_name(t, "entity type")?;
+        let iri = req.ctx.expand(t);
+        limits.check_expanded(t, &iri, "entity type")?;
+        wanted.push(iri);
+    }
     let entity = req
         .app
         .store
         .get(&req.tenant, &id)
         .ok_or_else(|| ApiError(NgsiError::not_found(format!("entity {id} does not exist"))))?;
-    if let Some(types) = req.param("type") {
-        let wanted: Vec<String> = types.split(',').map(|t| req.ctx.expand(t.trim())).collect();
-        if !entity.types.iter().any(|t| wanted.contains(t)) {
-            return Err(ApiError(NgsiError::not_found(format!("entity {id} is not of type {types}"))));
-        }
+    if let Some(types) = req.param("type")
+        && !entity.types.iter().any(|t| wanted.contains(t))
+    {
+        return Err(ApiError(NgsiError::not_found(format!("entity {id} is not of type {types}"))));
     }
     if let Some(attrs) = &view.opts.attrs
         && !attrs.iter().any(|a| entity.attrs.contains_key(a))
@@ -248,7 +259,7 @@ pub fn entity_geo(req: &Req) -> String {
 }
 
 async fn delete(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let target = id.clone();
     commit(&req, id, move |cur| Ok((ops::delete(cur, &target)?, ()))).await?;
     Ok(no_content())
@@ -268,7 +279,7 @@ fn with_path_id(req: &Req, id: &str) -> ApiResult<Value> {
 }
 
 async fn replace(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let body = with_path_id(&req, &id)?;
     let (ctx, now, limits) = parser(&req);
     let entity = Parser { ctx: &ctx, now, limits }.entity(&body)?;
@@ -277,7 +288,7 @@ async fn replace(req: Req, id: String) -> ApiResult<Response> {
 }
 
 async fn merge(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let body = with_path_id(&req, &id)?;
     let (ctx, now, limits) = parser(&req);
     Parser { ctx: &ctx, now, limits }.fragment(&body, true)?;
@@ -287,7 +298,7 @@ async fn merge(req: Req, id: String) -> ApiResult<Response> {
 }
 
 async fn append(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     body_object(&req)?;
     let no_overwrite = flag_option(&req, "noOverwrite")?;
     let (ctx, now, limits) = parser(&req);
@@ -298,7 +309,7 @@ async fn append(req: Req, id: String) -> ApiResult<Response> {
 }
 
 async fn update(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     body_object(&req)?;
     flag_option(&req, "")?;
     let (ctx, now, limits) = parser(&req);
@@ -331,7 +342,7 @@ fn attr_name(req: &Req, attr: &str) -> ApiResult<String> {
 }
 
 async fn partial_update(req: Req, id: String, attr: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let patch = body_object(&req)?.clone();
     let name = attr_name(&req, &attr)?;
     let patch: Map<String, Value> = patch.into_iter().filter(|(k, _)| k != "@context").collect();
@@ -357,7 +368,7 @@ async fn partial_update(req: Req, id: String, attr: String) -> ApiResult<Respons
 }
 
 async fn replace_attribute(req: Req, id: String, attr: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let name = attr_name(&req, &attr)?;
     let raw: Value = match req.json() {
         Value::Object(m) => {
@@ -373,9 +384,12 @@ async fn replace_attribute(req: Req, id: String, attr: String) -> ApiResult<Resp
 }
 
 async fn delete_attribute(req: Req, id: String, attr: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let all = req.flag("deleteAll")?;
     let dataset_id = req.param("datasetId").map(str::to_string);
+    if let Some(d) = dataset_id.as_deref().filter(|d| *d != "@none") {
+        req.app.config.limits.check_id(d, "datasetId")?;
+    }
     let now = now_micros();
     let target = id.clone();
     if attr == "scope" {

@@ -18,7 +18,12 @@ impl From<NgsiError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError(NgsiError::internal(e.to_string()))
+        let kind = match e {
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Refused(_) => ErrorKind::BadRequestData,
+            _ => ErrorKind::InternalError,
+        };
+        ApiError::new(kind, e.to_string())
     }
 }
 
@@ -45,13 +50,14 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::AlreadyExists => StatusCode::CONFLICT,
         ErrorKind::OperationNotSupported => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::ResourceNotFound | ErrorKind::NonexistentTenant => StatusCode::NOT_FOUND,
-        ErrorKind::TooComplexQuery | ErrorKind::TooManyResults => StatusCode::FORBIDDEN,
+        ErrorKind::TooComplexQuery | ErrorKind::TooManyResults | ErrorKind::QuotaExceeded => StatusCode::FORBIDDEN,
         ErrorKind::LdContextNotAvailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ErrorKind::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
         ErrorKind::LengthRequired => StatusCode::LENGTH_REQUIRED,
         ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -69,12 +75,16 @@ pub fn problem_body(e: &NgsiError) -> serde_json::Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(self.0.kind);
-        if status.is_server_error() {
+        // Refusals while the store is unwritable are logged once, by the store.
+        if status.is_server_error() && self.0.kind != ErrorKind::Unavailable {
             tracing::error!(kind = ?self.0.kind, detail = %self.0.detail, "request failed");
         }
         let body = serde_json::to_vec(&problem_body(&self.0)).unwrap_or_default();
         let mut resp = (status, body).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.0.kind == ErrorKind::Unavailable {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(allow) = self.0.detail.strip_prefix(ALLOWED).and_then(|a| HeaderValue::from_str(a).ok()) {
             resp.headers_mut().insert(header::ALLOW, allow);
         }

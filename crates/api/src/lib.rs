@@ -11,6 +11,7 @@ pub mod contexts;
 pub mod discovery;
 pub mod entities;
 pub mod error;
+pub mod guard;
 pub mod ldcontext;
 pub mod notifier;
 mod pending;
@@ -20,9 +21,10 @@ pub mod response;
 mod server;
 pub mod stream;
 pub mod subscriptions;
+pub mod supervise;
 pub mod view;
 
-pub use server::serve;
+pub use server::{ConnectionLimits, serve};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +65,18 @@ pub struct ApiConfig {
     /// PEM certificates trusted for `mqtts://` endpoints besides the public roots (a city's own
     /// broker with its own CA).
     pub mqtt_ca_file: Option<std::path::PathBuf>,
+    /// Time a client has to send a whole request body.
+    pub body_timeout: Duration,
+    /// The host names requests may be addressed to (`Host`), or any when `None`; see
+    /// [`guard::default_allowed_hosts`].
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins allowed to call the API from a browser (CORS); `*` is any; empty is none.
+    pub cors_origins: Vec<String>,
+    /// Most hosted @contexts (Hosted and ImplicitlyCreated) one tenant may keep.
+    pub max_hosted_contexts: usize,
+    /// How many changes a stream (SSE) client may fall behind before it is dropped with a
+    /// reconnect hint (see [`stream`]).
+    pub stream_buffer: usize,
 }
 
 impl Default for ApiConfig {
@@ -78,6 +92,11 @@ impl Default for ApiConfig {
             version: json!({}),
             notify_horizon: Duration::from_secs(300),
             mqtt_ca_file: None,
+            body_timeout: Duration::from_secs(30),
+            allowed_hosts: None,
+            cors_origins: Vec::new(),
+            max_hosted_contexts: 100,
+            stream_buffer: stream::DEFAULT_BUFFER,
         }
     }
 }
@@ -96,6 +115,8 @@ pub struct AppInner {
     pub http: reqwest::Client,
     /// The TLS settings of `mqtts://` notifications.
     pub mqtt_tls: Arc<rustls::ClientConfig>,
+    /// The feed of changes stream clients share.
+    pub stream: stream::Hub,
 }
 
 /// The shared application state.
@@ -112,7 +133,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// The state over `store` with `config`.
     pub fn new(store: Store, config: ApiConfig) -> Result<AppState, haskap_model::NgsiError> {
-        let contexts = ContextRegistry::new(store.clone(), &config.public_url, config.context_timeout)?;
+        let contexts = ContextRegistry::new(
+            store.clone(),
+            &config.public_url,
+            config.context_timeout,
+            config.max_hosted_contexts,
+        )?;
         // Title-Case header names (`Link`, `NGSILD-Tenant`), as receivers written against other
         // brokers (and the ETSI suite's) expect.
         let http = reqwest::Client::builder()
@@ -120,8 +146,15 @@ impl AppState {
             .build()
             .map_err(|e| haskap_model::NgsiError::internal(e.to_string()))?;
         let mqtt_tls = notifier::mqtt_tls(config.mqtt_ca_file.as_deref())?;
-        let app =
-            AppState(Arc::new(AppInner { store, contexts, config, notifier: Default::default(), http, mqtt_tls }));
+        let app = AppState(Arc::new(AppInner {
+            stream: stream::Hub::new(config.stream_buffer),
+            store,
+            contexts,
+            config,
+            notifier: Default::default(),
+            http,
+            mqtt_tls,
+        }));
         Ok(app)
     }
 }
@@ -136,6 +169,7 @@ pub fn start_background(app: &AppState) {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(|| async { response::plain_json(StatusCode::OK, &json!({"status": "ok"})) }))
+        .route("/ready", get(ready))
         .route("/version", get(version))
         .route("/ngsi-ld/v1/entities", any(entities::dispatch))
         .route("/ngsi-ld/v1/entities/", any(entities::dispatch))
@@ -164,6 +198,20 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(middleware::from_fn(finish))
         .with_state(state)
+}
+
+/// Whether writes can be made now: 200 `{"status": "ready"}`, or 503 with the reason while the
+/// store refuses writes (a full disk; `"failed"` when the process is about to exit).
+async fn ready(axum::extract::State(app): axum::extract::State<AppState>) -> Response {
+    match app.store.health() {
+        haskap_store::Health::Ready => response::plain_json(StatusCode::OK, &json!({"status": "ready"})),
+        haskap_store::Health::Unwritable(why) => {
+            response::plain_json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "unwritable", "reason": why}))
+        }
+        haskap_store::Health::Failed(why) => {
+            response::plain_json(StatusCode::SERVICE_UNAVAILABLE, &json!({"status": "failed", "reason": why}))
+        }
+    }
 }
 
 async fn version(axum::extract::State(app): axum::extract::State<AppState>) -> Response {

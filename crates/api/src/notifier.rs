@@ -7,8 +7,16 @@
 //! change in the same commit; a change is acknowledged only once every notification it owes is
 //! delivered or given up (after the retry horizon), so notifications owed when the broker stops,
 //! even by kill -9, are sent after the restart (at least once).
+//!
+//! No stored value can panic a task: durations are converted with checked conversions and
+//! clamped (validation refuses them out of range; a value stored before it did is clamped with a
+//! warning). The long-lived tasks (dispatcher, acknowledger, periodic sender) run under
+//! [`supervise`], which logs a panic and restarts the task; a panic while delivering one
+//! notification fails that notification only. A periodic subscription has at most one
+//! notification in flight: while one is still being sent (retrying a slow or dead endpoint), the
+//! ones that fall due are skipped and counted (`Stats::periodic_skipped`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +25,15 @@ use haskap_model::jsonld::ActiveContext;
 use haskap_model::render::{Format, RenderOptions, render_entity};
 use haskap_model::validate::{format_micros, now_micros};
 use haskap_notify::matcher::{Index, Matcher};
-use haskap_notify::subscription::{CONTEXT_KEY, status};
+use haskap_notify::subscription::{
+    CONTEXT_KEY, FORBIDDEN_HEADERS, MAX_SECONDS, is_header_name, is_header_value, status,
+};
 use haskap_store::ChangeEvent;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::supervise::supervise;
 
 /// Delivery counters of one subscription.
 #[derive(Debug, Clone, Default)]
@@ -37,12 +48,16 @@ pub struct Stats {
     pub last_success: Option<i64>,
     /// When the last one failed.
     pub last_failure: Option<i64>,
+    /// Periodic notifications skipped because the previous one was still being sent.
+    pub periodic_skipped: u64,
 }
 
 /// Delivery counters by (tenant, subscription id).
 #[derive(Default)]
 pub struct Notifier {
     stats: Mutex<HashMap<(String, String), Stats>>,
+    /// The periodic subscriptions with a notification being sent.
+    periodic_in_flight: Mutex<HashSet<(String, String)>>,
 }
 
 impl Notifier {
@@ -86,6 +101,16 @@ impl Notifier {
         st.last_notification = Some(at);
     }
 
+    /// Whether a periodic notification of `key` is being sent; if not, marks one as being sent.
+    /// Counts a skipped notification when one is.
+    fn start_periodic(&self, key: &(String, String)) -> bool {
+        if self.periodic_in_flight.lock().insert(key.clone()) {
+            return true;
+        }
+        self.stats.lock().entry(key.clone()).or_default().periodic_skipped += 1;
+        false
+    }
+
     fn record(&self, tenant: &str, id: &str, ok: bool, at: i64) {
         let mut all = self.stats.lock();
         let st = all.entry((tenant.to_string(), id.to_string())).or_default();
@@ -96,6 +121,29 @@ impl Notifier {
             st.last_failure = Some(at);
         }
     }
+}
+
+/// A periodic notification being sent: while it lives, no other is started for its subscription.
+/// Dropping it (when the send ends, or unwinds) lets the next one go.
+struct InFlight {
+    app: AppState,
+    key: (String, String),
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.app.notifier.periodic_in_flight.lock().remove(&self.key);
+    }
+}
+
+/// A stored `timeInterval` or `throttling` (seconds) as a duration, clamped to between `min` and
+/// [`MAX_SECONDS`]; `None` if it is not a number. The flag tells whether it had to be clamped:
+/// validation refuses such values, so only one stored before it did can be.
+fn stored_seconds(v: Option<&Value>, min: f64) -> Option<(Duration, bool)> {
+    let n = v?.as_f64()?;
+    let clamped = if n.is_nan() { min } else { n.clamp(min, MAX_SECONDS) };
+    let d = Duration::try_from_secs_f64(clamped).unwrap_or(Duration::from_secs(MAX_SECONDS as u64));
+    Some((d, clamped != n && !(n > 0.0 && n < min)))
 }
 
 /// Most notifications waiting for one subscription; beyond it new ones are dropped (and counted
@@ -153,46 +201,69 @@ impl Tracker {
 /// subscription has its own queue and worker: its notifications go out in commit order, and a
 /// slow or dead receiver holds back nobody else.
 pub fn spawn(app: AppState) {
-    let mut rx = app.store.changes();
-    let owed = app.store.unacknowledged().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "owed notifications could not be read");
-        Vec::new()
-    });
     let tracker = Arc::new(Tracker::default());
-    let acker = tracker.clone();
-    let store = app.store.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            if let Some(seq) = acker.advance() {
-                let store = store.clone();
-                let _ = tokio::task::spawn_blocking(move || store.acknowledge(seq)).await;
-            }
-        }
-    });
-    tokio::spawn(periodic(app.clone()));
-    tokio::spawn(async move {
-        let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
-        let mut registries = HashMap::new();
-        let replayed = owed.last().and_then(|e| e.seq).unwrap_or(0);
-        if !owed.is_empty() {
-            tracing::info!(changes = owed.len(), "resending notifications owed before the last stop");
-        }
-        for ev in owed {
-            dispatch(&app, &tracker, &mut queues, &mut registries, ev).await;
-        }
-        while let Some(events) = rx.recv().await {
-            for ev in events.iter().filter(|e| e.seq.is_none_or(|s| s > replayed)) {
-                dispatch(&app, &tracker, &mut queues, &mut registries, ev.clone()).await;
-            }
-        }
+    let (acker, store) = (tracker.clone(), app.store.clone());
+    supervise("notification acknowledger", move || acknowledger(acker.clone(), store.clone()));
+    let periodic_app = app.clone();
+    supervise("periodic notifications", move || periodic(periodic_app.clone()));
+    supervise("notification dispatcher", move || {
+        // The feed is taken before the owed changes are read, so that no change falls between.
+        let rx = app.store.changes();
+        dispatcher(app.clone(), tracker.clone(), rx)
     });
 }
 
+/// Acknowledges to the store, every 200 ms, the logged changes that owe nothing more.
+async fn acknowledger(tracker: Arc<Tracker>, store: haskap_store::Store) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(seq) = tracker.advance() {
+            let store = store.clone();
+            let _ = tokio::task::spawn_blocking(move || store.acknowledge(seq)).await;
+        }
+    }
+}
+
+/// Dispatches the changes whose notifications are still owed (after a stop, or after this task
+/// failed and was restarted), then every change of `rx`.
+async fn dispatcher(
+    app: AppState,
+    tracker: Arc<Tracker>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Arc<Vec<ChangeEvent>>>,
+) {
+    let store = app.store.clone();
+    let owed = match tokio::task::spawn_blocking(move || store.unacknowledged()).await {
+        Ok(Ok(owed)) => owed,
+        failed => {
+            let error = failed.map_or_else(|e| e.to_string(), |r| r.err().map(|e| e.to_string()).unwrap_or_default());
+            tracing::error!(%error, "owed notifications could not be read");
+            Vec::new()
+        }
+    };
+    let mut queues: HashMap<(String, String), tokio::sync::mpsc::Sender<Pending>> = HashMap::new();
+    let mut registries = HashMap::new();
+    let replayed = owed.last().and_then(|e| e.seq).unwrap_or(0);
+    if !owed.is_empty() {
+        tracing::info!(changes = owed.len(), "resending notifications owed before the last stop");
+    }
+    for ev in owed {
+        dispatch(&app, &tracker, &mut queues, &mut registries, ev).await;
+    }
+    while let Some(events) = rx.recv().await {
+        for ev in events.iter().filter(|e| e.seq.is_none_or(|s| s > replayed)) {
+            dispatch(&app, &tracker, &mut queues, &mut registries, ev.clone()).await;
+        }
+    }
+}
+
 /// Sends the notifications of subscriptions with a `timeInterval`: every entity they select, each
-/// time their interval has passed.
+/// time their interval has passed. At most one is in flight per subscription: one that falls due
+/// while the previous one is still being sent is skipped (and counted).
 async fn periodic(app: AppState) {
     let mut last: HashMap<(String, String), tokio::time::Instant> = HashMap::new();
+    // Subscriptions already warned about: a clamped interval, skipped notifications.
+    let mut clamped: HashSet<(String, String)> = HashSet::new();
+    let mut skipping: HashSet<(String, String)> = HashSet::new();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = now_micros();
@@ -203,16 +274,33 @@ async fn periodic(app: AppState) {
                 .filter(|(_, v)| v.get("timeInterval").is_some() && status(v, now) == "active")
                 .collect()
         });
+        let live: HashSet<(&str, &str)> =
+            subs.iter().filter_map(|(t, v)| Some((t.as_str(), v.get("id")?.as_str()?))).collect();
+        let gone = |k: &(String, String)| !live.contains(&(k.0.as_str(), k.1.as_str()));
+        last.retain(|k, _| !gone(k));
+        clamped.retain(|k| !gone(k));
+        skipping.retain(|k| !gone(k));
         for (tenant, sub) in subs {
             let Some(id) = sub.get("id").and_then(Value::as_str).map(str::to_string) else { continue };
-            let every =
-                Duration::from_secs_f64(sub.get("timeInterval").and_then(Value::as_f64).unwrap_or(60.0).max(0.1));
             let key = (tenant.clone(), id);
+            let (every, was_clamped) =
+                stored_seconds(sub.get("timeInterval"), 0.1).unwrap_or((Duration::from_secs(60), true));
+            if was_clamped && clamped.insert(key.clone()) {
+                tracing::warn!(subscription = %key.1, interval = ?sub.get("timeInterval"), "stored timeInterval out of range; clamped");
+            }
             if last.get(&key).is_some_and(|t| t.elapsed() < every) {
                 continue;
             }
-            last.insert(key, tokio::time::Instant::now());
-            let ctx = context(&app, &sub).await;
+            last.insert(key.clone(), tokio::time::Instant::now());
+            if !app.notifier.start_periodic(&key) {
+                if skipping.insert(key.clone()) {
+                    tracing::warn!(subscription = %key.1, "periodic notification skipped: the previous one is still being sent");
+                }
+                continue;
+            }
+            skipping.remove(&key);
+            let guard = InFlight { app: app.clone(), key };
+            let ctx = context(&app, &tenant, &sub).await;
             let opts = render_options(&sub);
             let matcher = Matcher::compile(&sub, &ctx);
             let data: Vec<Value> = app.store.read(|s| {
@@ -229,7 +317,10 @@ async fn periodic(app: AppState) {
             });
             if !data.is_empty() {
                 let app = app.clone();
-                tokio::spawn(async move { send(&app, &sub, &tenant, data).await });
+                tokio::spawn(async move {
+                    send(&app, &sub, &tenant, data).await;
+                    drop(guard);
+                });
             }
         }
     }
@@ -311,6 +402,7 @@ const BATCH: usize = 100;
 async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
     let mut last: Option<tokio::time::Instant> = None;
     let mut carried: Option<Pending> = None;
+    let mut warned = false;
     loop {
         let first = match carried.take() {
             Some(p) => p,
@@ -319,9 +411,11 @@ async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc:
                 None => return,
             },
         };
-        if let (Some(t), Some(prev)) = (first.sub.get("throttling").and_then(Value::as_f64), last) {
-            let wait = Duration::from_secs_f64(t).saturating_sub(prev.elapsed());
-            tokio::time::sleep(wait).await;
+        if let (Some((t, was_clamped)), Some(prev)) = (stored_seconds(first.sub.get("throttling"), 0.0), last) {
+            if was_clamped && !std::mem::replace(&mut warned, true) {
+                tracing::warn!(throttling = ?first.sub.get("throttling"), "stored throttling out of range; clamped");
+            }
+            tokio::time::sleep(t.saturating_sub(prev.elapsed())).await;
         }
         last = Some(tokio::time::Instant::now());
         let mut batch = vec![first];
@@ -336,11 +430,19 @@ async fn worker(app: AppState, tracker: Arc<Tracker>, mut rx: tokio::sync::mpsc:
                 Err(_) => break,
             }
         }
+        let seqs: Vec<u64> = batch.iter().filter_map(|p| p.ev.seq).collect();
         // A subscription deleted meanwhile is owed nothing more.
         if exists(&app, &batch[0]) {
-            deliver(&app, &batch).await;
+            // In a task of its own, so that a panic fails this notification only (and is logged).
+            let tenant = batch[0].ev.tenant.clone();
+            let id = batch[0].sub.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
+            let task_app = app.clone();
+            if let Err(e) = tokio::spawn(async move { deliver(&task_app, &batch).await }).await {
+                tracing::error!(subscription = %id, error = %e, "delivering a notification failed");
+                app.notifier.record(&tenant, &id, false, now_micros());
+            }
         }
-        for seq in batch.iter().filter_map(|p| p.ev.seq) {
+        for seq in seqs {
             tracker.done(seq);
         }
     }
@@ -363,7 +465,7 @@ async fn registry(app: &AppState, tenant: &str, previous: Option<Index>) -> Inde
     for sub in subs {
         let matcher = match previous.reuse(&sub) {
             Some(m) => m,
-            None => Arc::new(Matcher::compile(&sub, &*context(app, &sub).await)),
+            None => Arc::new(Matcher::compile(&sub, &*context(app, tenant, &sub).await)),
         };
         entries.push((sub, matcher));
     }
@@ -377,9 +479,9 @@ fn context_member(sub: &Value) -> Option<&Value> {
 }
 
 /// The @context a subscription's names and notifications are in ([`context_member`], resolved).
-async fn context(app: &AppState, sub: &Value) -> Arc<ActiveContext> {
+async fn context(app: &AppState, tenant: &str, sub: &Value) -> Arc<ActiveContext> {
     match context_member(sub) {
-        Some(c) => app.contexts.resolve(c).await.unwrap_or_else(|_| app.contexts.core()),
+        Some(c) => app.contexts.resolve(tenant, c).await.unwrap_or_else(|_| app.contexts.core()),
         None => app.contexts.core(),
     }
 }
@@ -426,7 +528,7 @@ fn render_options(sub: &Value) -> RenderOptions {
 /// Notifies a subscription of changes (all of the same subscription), in one notification.
 async fn deliver(app: &AppState, batch: &[Pending]) {
     let Some(sub) = batch.first().map(|p| p.sub.clone()) else { return };
-    let ctx = context(app, &sub).await;
+    let ctx = context(app, &batch[0].ev.tenant, &sub).await;
     let opts = render_options(&sub);
     let show = sub.get("notification").and_then(|n| n.get("showChanges")) == Some(&json!(true));
     let notification = sub.get("notification").cloned().unwrap_or(Value::Null);
@@ -642,6 +744,7 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
         with_retries(app, tenant, &id, || publish_mqtt(&uri, qos, payload.clone(), &app.mqtt_tls)).await
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
         let body = body.to_string();
+        let headers = receiver_headers(&id, &endpoint);
         with_retries(app, tenant, &id, || {
             let mut rb = app.http.post(&uri).timeout(Duration::from_secs(10)).body(body.clone());
             rb = if ld {
@@ -652,12 +755,8 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
             if !tenant.is_empty() {
                 rb = rb.header("NGSILD-Tenant", tenant);
             }
-            for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
-                if let (Some(k), Some(v)) =
-                    (info.get("key").and_then(Value::as_str), info.get("value").and_then(Value::as_str))
-                {
-                    rb = rb.header(k, v);
-                }
+            for (k, v) in &headers {
+                rb = rb.header(k, v);
             }
             async move {
                 match rb.send().await {
@@ -676,6 +775,25 @@ async fn send(app: &AppState, sub: &Value, tenant: &str, data: Vec<Value>) {
     if ok {
         app.notifier.record(tenant, &id, true, now);
     }
+}
+
+/// The headers `receiverInfo` adds to a notification. Validation refuses the framing and
+/// hop-by-hop headers the HTTP client owns, and names and values that are not valid; a stored one
+/// from before it did is left out, with a warning.
+fn receiver_headers(id: &str, endpoint: &Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for info in endpoint.get("receiverInfo").and_then(Value::as_array).into_iter().flatten() {
+        let (Some(k), Some(v)) = (info.get("key").and_then(Value::as_str), info.get("value").and_then(Value::as_str))
+        else {
+            continue;
+        };
+        if !is_header_name(k) || !is_header_value(v) || FORBIDDEN_HEADERS.iter().any(|f| f.eq_ignore_ascii_case(k)) {
+            tracing::warn!(subscription = %id, header = %k, "receiverInfo header not allowed; left out");
+            continue;
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    out
 }
 
 /// Runs `attempt` until it succeeds, with exponential backoff (0.2 s doubling, at most 30 s
@@ -801,4 +919,36 @@ fn deleted(old: Option<&Entity>, ctx: &ActiveContext, opts: &RenderOptions, show
         }
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a stored `timeInterval` or `throttling` of 1e20 panicked the notifier
+    /// (`Duration::from_secs_f64`); any stored value now gives a duration.
+    #[test]
+    fn stored_durations_never_panic() {
+        let max = Duration::from_secs(MAX_SECONDS as u64);
+        assert_eq!(stored_seconds(Some(&json!(1e20)), 0.1), Some((max, true)));
+        assert_eq!(stored_seconds(Some(&json!(u64::MAX)), 0.0), Some((max, true)));
+        assert_eq!(stored_seconds(Some(&json!(-5)), 0.1), Some((Duration::from_millis(100), true)));
+        assert_eq!(stored_seconds(Some(&json!(0.05)), 0.1), Some((Duration::from_millis(100), false)));
+        assert_eq!(stored_seconds(Some(&json!(2.5)), 0.1), Some((Duration::from_millis(2500), false)));
+        assert_eq!(stored_seconds(Some(&json!("60")), 0.1), None);
+        assert_eq!(stored_seconds(None, 0.1), None);
+    }
+
+    /// A stored `receiverInfo` from before validation refused framing headers does not reach the
+    /// request.
+    #[test]
+    fn stored_forbidden_receiver_headers_are_left_out() {
+        let endpoint = json!({"receiverInfo": [
+            {"key": "X-Token", "value": "t"},
+            {"key": "Content-Length", "value": "0"},
+            {"key": "Bad Name", "value": "x"},
+            {"key": "X-Split", "value": "a\r\nHost: x"},
+        ]});
+        assert_eq!(receiver_headers("s", &endpoint), vec![("X-Token".to_string(), "t".to_string())]);
+    }
 }

@@ -74,8 +74,9 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
             "a query needs at least one of type, idPattern, attrs, q, a geo-query or local=true",
         )));
     }
+    let limits = &req.app.config.limits;
     for id in sel.ids.iter().flatten() {
-        haskap_model::validate::check_uri(id, "entity id")?;
+        limits.check_id(id, "entity id")?;
     }
     if let Some(a) =
         sel.attrs.iter().flatten().find(|a| matches!(a.as_str(), "id" | "type" | "@id" | "@type" | "scope"))
@@ -83,6 +84,15 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
         return Err(ApiError(NgsiError::bad_data(format!("{a} is not an attribute; attrs names attributes only"))));
     }
     let expand = |t: &str| req.ctx.expand(t);
+    // Every name is checked as entity creation checks it, as sent and expanded.
+    let name = |n: &str, what: &str| -> ApiResult<()> {
+        limits.check_name(n, what)?;
+        limits.check_expanded(n, &expand(n), what)?;
+        Ok(())
+    };
+    for a in sel.attrs.iter().flatten() {
+        name(a, "attribute name")?;
+    }
     let mut f = Filter { ids: sel.ids, ..Default::default() };
     if let Some(p) = sel.id_pattern {
         f.id_pattern = Some(
@@ -91,17 +101,30 @@ pub fn build_filter(req: &Req, sel: Selection) -> ApiResult<Filter> {
         );
     }
     if let Some(t) = sel.types {
-        f.types = Some(TypeExpr::parse(&t).map_err(|e| syntax("type", e))?.expand(&expand));
+        let types = TypeExpr::parse(&t).map_err(|e| syntax("type", e))?;
+        for n in types.names() {
+            name(n, "entity type")?;
+        }
+        f.types = Some(types.expand(&expand));
     }
     f.attrs = sel.attrs.map(|a| a.iter().map(|n| expand(n)).collect());
     if let Some(q) = sel.q {
         let expr = haskap_query::q::parse(&q).map_err(|e| syntax("q", e))?;
+        for path in expr.paths() {
+            name(&path.attr, "attribute name in q")?;
+            for sub in path.sub.iter().filter(|s| !haskap_query::q::METADATA.contains(&s.as_str())) {
+                name(sub, "sub-attribute name in q")?;
+            }
+        }
         f.q = Some(haskap_query::eval::compile(&expr, &q, &expand).map_err(|e| syntax("q", e))?);
     }
     if let Some(s) = sel.scope_q {
         f.scope = Some(TypeExpr::parse(&s).map_err(|e| syntax("scopeQ", e))?);
     }
     if let Some(g) = sel.geo {
+        if let Some(p) = &g.property {
+            name(p, "geoproperty")?;
+        }
         let property = expand(g.property.as_deref().unwrap_or("location"));
         f.geo = Some(
             GeoQuery::new(&g.rel, &g.geometry, &g.coordinates, property)
@@ -257,32 +280,54 @@ fn run_view(req: &Req, filter: &Filter, view: &crate::view::View, paging: Paging
     Ok(resp)
 }
 
-/// `POST /entityOperations/query`: the same query, described by a Query body.
+/// A member of a Query body that must be a string, if present.
+fn text_member(obj: &serde_json::Map<String, Value>, key: &str, what: &str) -> ApiResult<Option<String>> {
+    match obj.get(key) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError(NgsiError::bad_data(format!("{what} must be a string")))),
+    }
+}
+
+/// `POST /entityOperations/query`: the same query, described by a Query body. Every member must
+/// have its type (a `q` that is a number is refused, not ignored).
 pub fn query_post(req: Req) -> ApiResult<Response> {
     let body = req.json().as_object().ok_or_else(|| ApiError(NgsiError::invalid("the Query must be a JSON object")))?;
     if body.get("type").and_then(Value::as_str) != Some("Query") {
         return Err(ApiError(NgsiError::bad_data("the body must be a Query: \"type\": \"Query\"")));
     }
+    let attrs = match body.get("attrs") {
+        None => None,
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|v| v.as_str().map(str::to_string))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| ApiError(NgsiError::bad_data("attrs must be an array of attribute names")))?,
+        ),
+        Some(_) => return Err(ApiError(NgsiError::bad_data("attrs must be an array of attribute names"))),
+    };
     let mut sel = Selection {
-        attrs: body
-            .get("attrs")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-        q: body.get("q").and_then(Value::as_str).map(str::to_string),
-        scope_q: body.get("scopeQ").and_then(Value::as_str).map(str::to_string),
+        attrs,
+        q: text_member(body, "q", "q")?,
+        scope_q: text_member(body, "scopeQ", "scopeQ")?,
         ..Default::default()
     };
     if let Some(g) = body.get("geoQ") {
-        let text = |k: &str| g.get(k).and_then(Value::as_str).map(str::to_string);
+        let g = g.as_object().ok_or_else(|| ApiError(NgsiError::bad_data("geoQ must be an object")))?;
         let coords = match g.get("coordinates") {
-            Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::Null),
+            Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
+                ApiError(NgsiError::bad_data(format!("geoQ.coordinates must be a JSON array of numbers: {e}")))
+            })?,
             Some(other) => other.clone(),
             None => Value::Null,
         };
-        let (Some(rel), Some(geometry)) = (text("georel"), text("geometry")) else {
+        let (Some(rel), Some(geometry)) =
+            (text_member(g, "georel", "geoQ.georel")?, text_member(g, "geometry", "geoQ.geometry")?)
+        else {
             return Err(ApiError(NgsiError::bad_data("geoQ needs georel, geometry and coordinates")));
         };
-        sel.geo = Some(GeoText { rel, geometry, coordinates: coords, property: text("geoproperty") });
+        let property = text_member(g, "geoproperty", "geoQ.geoproperty")?;
+        sel.geo = Some(GeoText { rel, geometry, coordinates: coords, property });
     }
     if let Some(entities) = body.get("entities") {
         let entities = entities
@@ -293,13 +338,16 @@ pub fn query_post(req: Req) -> ApiResult<Response> {
         let mut ids = Vec::new();
         let mut types = Vec::new();
         for sel_item in entities {
-            if let Some(id) = sel_item.get("id").and_then(Value::as_str) {
-                ids.push(id.to_string());
+            let sel_item = sel_item.as_object().ok_or_else(|| {
+                ApiError(NgsiError::bad_data("each item of entities must be an EntitySelector object"))
+            })?;
+            if let Some(id) = text_member(sel_item, "id", "an EntitySelector id")? {
+                ids.push(id);
             }
-            if let Some(p) = sel_item.get("idPattern").and_then(Value::as_str) {
-                sel.id_pattern = Some(p.to_string());
+            if let Some(p) = text_member(sel_item, "idPattern", "an EntitySelector idPattern")? {
+                sel.id_pattern = Some(p);
             }
-            if let Some(t) = sel_item.get("type").and_then(Value::as_str) {
+            if let Some(t) = text_member(sel_item, "type", "an EntitySelector type")? {
                 types.push(format!("({t})"));
             }
         }

@@ -1,6 +1,11 @@
 //! Turning an HTTP request into what the NGSI-LD handlers need: negotiated media types, tenant,
 //! query parameters, the JSON body and the active @context, checked in the order the standard
 //! (and the ETSI suite) expects: 406/415, unknown parameters, JSON syntax, then content.
+//!
+//! Bad input is refused, not guessed: query parameters must be valid UTF-8, the boolean ones
+//! (`local`, `entityMap`, `count`, `deleteAll`, `details`) `true` or `false` and the numeric ones
+//! (`limit`, `offset`, `lastN`) non-negative integers; a body may not repeat a key in an object;
+//! @context URLs (Link header or body) must be absolute URIs within the URL length limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +13,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, header};
 use haskap_model::jsonld::ActiveContext;
+use haskap_model::parse::Limits;
 use haskap_model::{ErrorKind, NgsiError};
 use serde_json::Value;
 
@@ -120,8 +126,9 @@ impl Req {
         let has_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
         let body_type = if has_body { Some(body_type(headers, method)?) } else { None };
         let query = parse_query(raw_query, spec.params)?;
+        check_typed_params(&query)?;
         let (tenant, tenant_given) = tenant(headers)?;
-        let link = link_context(headers)?;
+        let link = link_context(headers, &app.config.limits)?;
         let body = if has_body { Some(read_json(app, body).await?) } else { None };
 
         let mut ctx_ref = match &link {
@@ -148,16 +155,22 @@ impl Req {
                     (BodyType::JsonLd, None) => {
                         return Err(bad("Content-Type is application/ld+json but the body has no @context"));
                     }
-                    (BodyType::JsonLd, Some(Value::String(url))) => ctx_ref = ContextRef::Url(url),
-                    (BodyType::JsonLd, Some(inline)) => ctx_ref = ContextRef::Inline(inline),
+                    (BodyType::JsonLd, Some(Value::String(url))) => {
+                        check_context_urls(&Value::String(url.clone()), &app.config.limits)?;
+                        ctx_ref = ContextRef::Url(url)
+                    }
+                    (BodyType::JsonLd, Some(inline)) => {
+                        check_context_urls(&inline, &app.config.limits)?;
+                        ctx_ref = ContextRef::Inline(inline)
+                    }
                     (BodyType::Json, None) => {}
                 }
             }
         }
         let ctx = match &ctx_ref {
             ContextRef::Core => app.contexts.core(),
-            ContextRef::Url(u) => app.contexts.resolve(&Value::String(u.clone())).await?,
-            ContextRef::Inline(v) => app.contexts.resolve(v).await?,
+            ContextRef::Url(u) => app.contexts.resolve(&tenant, &Value::String(u.clone())).await?,
+            ContextRef::Inline(v) => app.contexts.resolve(&tenant, v).await?,
         };
         Ok(Req { app: app.clone(), tenant, tenant_given, accept, body_type, query, body, link, ctx, ctx_ref })
     }
@@ -295,13 +308,40 @@ fn parse_query(raw: Option<&str>, allowed: &[&str]) -> ApiResult<HashMap<String,
         let k = decode(k);
         if !allowed.contains(&k.as_str()) {
             return Err(ApiError(NgsiError::invalid(format!(
-                "unknown query parameter {k:?}; this endpoint knows {}",
+                "unknown query parameter {}; this endpoint knows {}",
+                haskap_model::parse::shorten(&k),
                 allowed.join(", ")
             ))));
         }
-        out.insert(k, decode(v));
+        let v = decode_strict(v).ok_or_else(|| bad(&format!("query parameter {k} is not valid UTF-8")))?;
+        out.insert(k, v);
     }
     Ok(out)
+}
+
+/// Query parameters of the NGSI-LD API that are booleans.
+const BOOLEAN_PARAMS: &[&str] = &["local", "entityMap", "count", "deleteAll", "details"];
+
+/// Query parameters of the NGSI-LD API that are non-negative integers.
+const NUMBER_PARAMS: &[&str] = &["limit", "offset", "lastN"];
+
+/// Checks the parameters whose type the standard fixes, wherever an endpoint accepts them (even
+/// where they change nothing yet, such as `local` on a broker without context sources).
+fn check_typed_params(query: &HashMap<String, String>) -> ApiResult<()> {
+    for (k, v) in query {
+        if BOOLEAN_PARAMS.contains(&k.as_str()) && !matches!(v.as_str(), "true" | "false") {
+            return Err(bad(&format!("{k} must be true or false, not {}", haskap_model::parse::shorten(v))));
+        }
+        if NUMBER_PARAMS.contains(&k.as_str()) && v.parse::<usize>().is_err() {
+            return Err(bad(&format!("{k} must be a non-negative integer, not {}", haskap_model::parse::shorten(v))));
+        }
+    }
+    Ok(())
+}
+
+/// Percent-decodes a query component (`+` is a space); `None` when it is not UTF-8.
+fn decode_strict(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(&s.replace('+', " ")).decode_utf8().ok().map(|c| c.into_owned())
 }
 
 /// Percent-decodes a query component (`+` is a space).
@@ -323,8 +363,9 @@ fn tenant(headers: &HeaderMap) -> ApiResult<(String, bool)> {
     Ok((t.to_string(), true))
 }
 
-/// The context URL of a JSON-LD Link header, if there is one.
-fn link_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
+/// The context URL of a JSON-LD Link header, if there is one: an absolute URI within
+/// `max_url_bytes`.
+fn link_context(headers: &HeaderMap, limits: &Limits) -> ApiResult<Option<String>> {
     for v in headers.get_all(header::LINK) {
         let s = v.to_str().map_err(|_| bad("the Link header must be ASCII"))?;
         for link in s.split(",<").map(|l| l.trim_start_matches('<')) {
@@ -336,21 +377,154 @@ fn link_context(headers: &HeaderMap) -> ApiResult<Option<String>> {
             let rel =
                 params.split(';').filter_map(|p| p.trim().strip_prefix("rel=")).next().map(|r| r.trim_matches('"'));
             if rel.is_none_or(|r| r == LINK_REL) {
-                return Ok(Some(url.trim().to_string()));
+                let url = url.trim();
+                limits.check_url(url, "the @context URL of the Link header")?;
+                return Ok(Some(url.to_string()));
             }
         }
     }
     Ok(None)
 }
 
+/// Checks the URLs an @context names (itself when a string, its items when a list, and
+/// `@import`s): absolute URIs within `max_url_bytes`.
+pub fn check_context_urls(context: &Value, limits: &Limits) -> ApiResult<()> {
+    match context {
+        Value::String(url) => Ok(limits.check_url(url, "@context URL")?),
+        Value::Array(items) => items.iter().try_for_each(|c| check_context_urls(c, limits)),
+        Value::Object(m) => match m.get("@import") {
+            Some(Value::String(url)) => Ok(limits.check_url(url, "@context @import URL")?),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
+}
+
 async fn read_json(app: &AppState, body: Body) -> ApiResult<Value> {
     let limit = app.config.body_limit;
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(ErrorKind::PayloadTooLarge, format!("the request body is larger than the limit of {limit} bytes"))
+    let deadline = app.config.body_timeout;
+    let read = tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await.map_err(|_| {
+        ApiError(NgsiError::invalid(format!("the request body was not received within {} s", deadline.as_secs())))
+    })?;
+    let bytes = read.map_err(|e| {
+        let too_large = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                ErrorKind::PayloadTooLarge,
+                format!("the request body is larger than the limit of {limit} bytes"),
+            )
+        } else {
+            ApiError(NgsiError::invalid(format!("the request body could not be read: {e}")))
+        }
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError(NgsiError::invalid("the request body is empty")));
     }
-    serde_json::from_slice(&bytes)
+    strict_json::from_slice(&bytes)
         .map_err(|e| ApiError(NgsiError::invalid(format!("the request body is not valid JSON: {e}"))))
+}
+
+/// JSON parsing that refuses an object with the same key twice, which `serde_json` would take,
+/// silently keeping the last: in one pass, building the same `Value` at the same cost.
+pub mod strict_json {
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::map::Entry;
+    use serde_json::{Map, Number, Value};
+
+    /// Parses `bytes` as one JSON value (surrounding whitespace allowed); a key repeated in an
+    /// object is an error that names it, with its position.
+    pub fn from_slice(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let v = Strict.deserialize(&mut de)?;
+        de.end()?;
+        Ok(v)
+    }
+
+    /// Builds a [`Value`], failing on duplicate keys.
+    struct Strict;
+
+    impl<'de> DeserializeSeed<'de> for Strict {
+        type Value = Value;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+            Ok(Value::Bool(b))
+        }
+        fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+            Ok(Value::Number(n.into()))
+        }
+        fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(n).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+            Ok(Value::String(s.to_owned()))
+        }
+        fn visit_string<E>(self, s: String) -> Result<Value, E> {
+            Ok(Value::String(s))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(v) = seq.next_element_seed(Strict)? {
+                items.push(v);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                match out.entry(key) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(map.next_value_seed(Strict)?);
+                    }
+                    Entry::Occupied(slot) => {
+                        return Err(de::Error::custom(format_args!(
+                            "the key {} appears twice in one object",
+                            haskap_model::parse::shorten(slot.key())
+                        )));
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::from_slice;
+
+        /// Regression (issue 19): serde_json kept the last of two equal keys, silently.
+        #[test]
+        fn duplicate_keys_are_refused() {
+            let e = from_slice(br#"{"id": "urn:x:1", "type": "T", "id": "urn:x:2"}"#).unwrap_err();
+            assert!(e.to_string().contains("the key \"id\" appears twice in one object at line 1"), "{e}");
+            let nested = br#"[{"a": {"type": "Property", "value": {"k": 1, "k": 2}}}]"#;
+            assert!(from_slice(nested).unwrap_err().to_string().contains("\"k\" appears twice"));
+            // Equal keys in different objects are fine, and so is everything serde_json parses.
+            let ok = br#" {"a": {"x": 1}, "b": {"x": [1, -2, 3.5, 1e300, true, null, "s\u00e9"]}} "#;
+            assert_eq!(from_slice(ok).unwrap(), serde_json::from_slice::<serde_json::Value>(ok).unwrap());
+            for bad in [&b"{\"a\": 1} x"[..], b"{\"a\": 1e999}", b"[1,]", b"", b"\xff", &[b'['; 200][..]] {
+                assert!(from_slice(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use haskap_model::NgsiError;
 use haskap_model::builtin::CORE_CONTEXT_URL;
-use haskap_model::validate::{is_uri, now_micros};
+use haskap_model::validate::now_micros;
 use haskap_notify::subscription;
 use serde_json::{Value, json};
 
@@ -51,8 +51,8 @@ pub async fn dispatch(Raw { app, method, uri, headers, body }: Raw) -> ApiResult
     }
 }
 
-fn check_id(id: &str) -> ApiResult<()> {
-    if is_uri(id) { Ok(()) } else { Err(ApiError(NgsiError::bad_data(format!("subscription id {id:?} is not a URI")))) }
+fn check_id(req: &Req, id: &str) -> ApiResult<()> {
+    Ok(req.app.config.limits.check_id(id, "subscription id")?)
 }
 
 /// The context a subscription was written in, kept to compile its queries later.
@@ -66,7 +66,7 @@ fn context_of(req: &Req) -> Value {
 
 async fn create(req: Req) -> ApiResult<Response> {
     let now = now_micros();
-    let mut sub = subscription::canonical(req.json(), &req.ctx, false)?;
+    let mut sub = subscription::canonical_with(req.json(), &req.ctx, false, &req.app.config.limits)?;
     let id = match sub.get("id").and_then(Value::as_str) {
         Some(id) => id.to_string(),
         None => haskap_model::validate::fresh_urn("Subscription"),
@@ -79,10 +79,10 @@ async fn create(req: Req) -> ApiResult<Response> {
     }
     // Notifications name their @context by URL: one written inline is hosted for them.
     if let (None, ContextRef::Inline(c)) = (sub.get("jsonldContext"), &req.ctx_ref) {
-        sub.insert("jsonldContext".into(), json!(req.app.contexts.add_implicit(c.clone()).await?));
+        sub.insert("jsonldContext".into(), json!(req.app.contexts.add_implicit(&req.tenant, c.clone()).await?));
     }
     if let Some(c) = sub.get("jsonldContext") {
-        req.app.contexts.resolve(c).await?;
+        req.app.contexts.resolve(&req.tenant, c).await?;
     }
     sub.insert(subscription::CONTEXT_KEY.into(), context_of(&req));
     sub.insert("createdAt".into(), json!(now));
@@ -103,14 +103,23 @@ async fn create(req: Req) -> ApiResult<Response> {
     Ok(created(&format!("/ngsi-ld/v1/subscriptions/{}", encode_segment(&id))))
 }
 
-fn sys_attrs(req: &Req) -> bool {
-    req.options().contains(&"sysAttrs")
+/// Whether `options` asks for system attributes, its only option for subscriptions.
+fn sys_attrs(req: &Req) -> ApiResult<bool> {
+    let options = req.options();
+    if let Some(o) = options.iter().find(|o| **o != "sysAttrs") {
+        return Err(ApiError(NgsiError::bad_data(format!(
+            "unknown option {} for subscriptions; the only one is sysAttrs",
+            haskap_model::parse::shorten(o)
+        ))));
+    }
+    Ok(!options.is_empty())
 }
 
 fn list(req: Req) -> ApiResult<Response> {
     req.require_tenant()?;
     let (limit, offset) = req.page()?;
     let count = req.flag("count")?;
+    let sys_attrs = sys_attrs(&req)?;
     let now = now_micros();
     let (total, page): (usize, Vec<Value>) = req.app.store.read(|state| {
         let Some(t) = state.tenants.get(&req.tenant) else { return (0, Vec::new()) };
@@ -119,7 +128,7 @@ fn list(req: Req) -> ApiResult<Response> {
             .values()
             .skip(offset)
             .take(limit)
-            .map(|s| subscription::render(s, &req.ctx, sys_attrs(&req), now))
+            .map(|s| subscription::render(s, &req.ctx, sys_attrs, now))
             .collect();
         (t.subscriptions.len(), page)
     });
@@ -149,21 +158,21 @@ fn list(req: Req) -> ApiResult<Response> {
 }
 
 fn retrieve(req: Req, id: &str) -> ApiResult<Response> {
-    check_id(id)?;
+    check_id(&req, id)?;
     req.require_tenant()?;
     let sub = req
         .app
         .store
         .read(|state| state.tenants.get(&req.tenant).and_then(|t| t.subscriptions.get(id).cloned()))
         .ok_or_else(|| ApiError(NgsiError::not_found(format!("subscription {id} does not exist"))))?;
-    let mut out = subscription::render(&sub, &req.ctx, sys_attrs(&req), now_micros());
+    let mut out = subscription::render(&sub, &req.ctx, sys_attrs(&req)?, now_micros());
     req.app.notifier.decorate(&req.tenant, &mut out);
     Ok(ngsi_json(&req, StatusCode::OK, out))
 }
 
 async fn update(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
-    let patch = subscription::canonical(req.json(), &req.ctx, true)?;
+    check_id(&req, &id)?;
+    let patch = subscription::canonical_with(req.json(), &req.ctx, true, &req.app.config.limits)?;
     subscription::check_not_expired(&patch, now_micros())?;
     let tenant = req.tenant.clone();
     req.app
@@ -182,7 +191,7 @@ async fn update(req: Req, id: String) -> ApiResult<Response> {
 }
 
 async fn delete(req: Req, id: String) -> ApiResult<Response> {
-    check_id(&id)?;
+    check_id(&req, &id)?;
     let tenant = req.tenant.clone();
     req.app
         .store

@@ -57,20 +57,36 @@ fn bad(what: &str, e: impl std::fmt::Display) -> ApiError {
 
 impl View {
     /// The view a request asks for.
+    ///
+    /// The representation options (`keyValues` or `simplified`, `concise`, `normalized`) are
+    /// alternatives, so `options` may name one of them only; `format`, when given, wins over it.
+    /// `pick` and `omit` cannot be combined, with each other or with `attrs`.
     pub fn from_request(req: &Req) -> ApiResult<View> {
         let mut opts = RenderOptions::default();
+        let mut representation: Option<&str> = None;
         for o in req.options() {
-            match o {
-                "keyValues" | "simplified" => opts.format = Format::KeyValues,
-                "concise" => opts.format = Format::Concise,
-                "normalized" => opts.format = Format::Normalized,
-                "sysAttrs" => opts.sys_attrs = true,
+            let format = match o {
+                "keyValues" | "simplified" => Format::KeyValues,
+                "concise" => Format::Concise,
+                "normalized" => Format::Normalized,
+                "sysAttrs" => {
+                    opts.sys_attrs = true;
+                    continue;
+                }
                 other => {
                     return Err(ApiError(NgsiError::invalid(format!(
-                        "unknown option {other:?}; known are keyValues, concise, normalized, sysAttrs"
+                        "unknown option {}; known are keyValues, concise, normalized, sysAttrs",
+                        haskap_model::parse::shorten(other)
                     ))));
                 }
+            };
+            if let Some(first) = representation.filter(|_| format != opts.format) {
+                return Err(ApiError(NgsiError::bad_data(format!(
+                    "options {first} and {o} contradict each other: a representation is one of keyValues, concise and normalized"
+                ))));
             }
+            representation = Some(o);
+            opts.format = format;
         }
         // `format` wins over a representation named in `options`.
         if let Some(f) = req.param("format") {
@@ -85,23 +101,40 @@ impl View {
                 }
             };
         }
+        let limits = &req.app.config.limits;
         if let Some(list) = req.param("attrs") {
-            let names = list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| req.ctx.expand(t));
-            opts.attrs = Some(names.collect::<HashSet<String>>());
+            let mut names = HashSet::new();
+            for t in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                limits.check_name(t, "attribute name")?;
+                let iri = req.ctx.expand(t);
+                limits.check_expanded(t, &iri, "attribute name")?;
+                names.insert(iri);
+            }
+            opts.attrs = Some(names);
         }
         opts.lang = req.param("lang").map(str::to_string);
-        opts.dataset_ids = req
-            .param("datasetId")
-            .map(|list| list.split(',').map(str::trim).map(|d| (d != "@none").then(|| d.to_string())).collect());
+        if let Some(list) = req.param("datasetId") {
+            let mut ids = Vec::new();
+            for d in list.split(',').map(str::trim) {
+                if d != "@none" {
+                    limits.check_id(d, "datasetId")?;
+                }
+                ids.push((d != "@none").then(|| d.to_string()));
+            }
+            opts.dataset_ids = Some(ids);
+        }
         let pick = req.param("pick").map(projection::parse).transpose().map_err(|e| bad("pick", e))?;
         let omit = req.param("omit").map(projection::parse).transpose().map_err(|e| bad("omit", e))?;
         if (pick.is_some() || omit.is_some()) && req.param("attrs").is_some() {
             return Err(ApiError(NgsiError::bad_data("pick and omit cannot be combined with attrs")));
         }
-        if let (Some(p), Some(o)) = (&pick, &omit)
-            && let Some(n) = projection::names(p).find(|n| projection::names(o).any(|m| m == *n))
-        {
-            return Err(ApiError(NgsiError::bad_data(format!("{n} is both picked and omitted"))));
+        if let (Some(p), Some(o)) = (&pick, &omit) {
+            if let Some(n) = projection::names(p).find(|n| projection::names(o).any(|m| m == *n)) {
+                return Err(ApiError(NgsiError::bad_data(format!("{n} is both picked and omitted"))));
+            }
+            return Err(ApiError(NgsiError::bad_data(
+                "pick and omit cannot be used together: pick the members to keep, or omit the ones to drop",
+            )));
         }
         let join = match req.param("join") {
             None => None,

@@ -65,7 +65,31 @@ async fn asset(config: &DashboardConfig, name: &str) -> Response {
         None => embedded.to_vec(),
     };
     let cache = if config.dir.is_some() { "no-store" } else { "no-cache" };
-    ([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, cache)], body).into_response()
+    let policy = content_security_policy(config.tile_url.as_deref());
+    ([(header::CONTENT_TYPE, *mime), (header::CACHE_CONTROL, cache), (header::CONTENT_SECURITY_POLICY, &policy)], body)
+        .into_response()
+}
+
+/// The dashboard's Content-Security-Policy: its own files and API only (no inline script or
+/// style, no framing), plus images from the tile server when one is configured.
+fn content_security_policy(tile_url: Option<&str>) -> String {
+    let tiles = tile_url.and_then(tile_origin).map(|o| format!(" {o}")).unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{tiles}; \
+         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+/// The origin of a tile URL template as a CSP source (`https://{s}.tile.example/{z}/…` →
+/// `https://*.tile.example`), if it has one that can be written.
+fn tile_origin(template: &str) -> Option<String> {
+    let (scheme, rest) = template.split_once("://")?;
+    let host = rest.split('/').next()?;
+    let host: Vec<String> =
+        host.split('.').map(|label| if label.contains('{') { "*".to_string() } else { label.to_string() }).collect();
+    let host = host.join(".");
+    let valid = host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'*'));
+    (matches!(scheme, "http" | "https") && valid && !host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
 async fn client_config(State(config): State<Arc<DashboardConfig>>) -> Response {
@@ -86,4 +110,27 @@ async fn city_context() -> Response {
         .find(|(url, _)| *url == haskap_model::builtin::CITY_CONTEXT_URL)
         .map_or("", |(_, doc)| *doc);
     ([(header::CONTENT_TYPE, "application/ld+json")], doc).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_servers_are_allowed_images_and_nothing_else() {
+        assert_eq!(
+            tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://*.tile.example.org")
+        );
+        assert_eq!(
+            tile_origin("http://tiles.city.example:8080/{z}/{x}/{y}.png").as_deref(),
+            Some("http://tiles.city.example:8080")
+        );
+        assert_eq!(tile_origin("javascript:alert(1)"), None);
+        assert_eq!(tile_origin("https://a b/"), None);
+        let policy = content_security_policy(Some("https://tiles.example/{z}/{x}/{y}.png"));
+        assert!(policy.contains("img-src 'self' data: https://tiles.example;"), "{policy}");
+        assert!(policy.contains("frame-ancestors 'none'"));
+        assert!(!content_security_policy(None).contains("https:"));
+    }
 }

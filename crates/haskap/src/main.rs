@@ -35,7 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Import a municipal standard open dataset (CSV) into an NGSI-LD broker.
     Import(import::ImportArgs),
 }
@@ -66,6 +66,16 @@ struct ServeArgs {
     /// Deepest nesting of sub-attributes.
     #[arg(long, env = "HASKAP_MAX_DEPTH", default_value_t = 8)]
     max_depth: usize,
+    /// Longest id in bytes (entity and subscription ids, relationship objects, datasetIds), at
+    /// most 16384.
+    #[arg(long, env = "HASKAP_MAX_ID_BYTES", default_value_t = 2048, value_parser = clap::value_parser!(u16).range(1..=16384))]
+    max_id_bytes: u16,
+    /// Longest entity type or attribute name in bytes, as sent and expanded, at most 16384.
+    #[arg(long, env = "HASKAP_MAX_NAME_BYTES", default_value_t = 512, value_parser = clap::value_parser!(u16).range(1..=16384))]
+    max_name_bytes: u16,
+    /// Longest URL in bytes (@context URLs, jsonldContext, notification endpoints), at most 16384.
+    #[arg(long, env = "HASKAP_MAX_URL_BYTES", default_value_t = 2048, value_parser = clap::value_parser!(u16).range(1..=16384))]
+    max_url_bytes: u16,
     /// Default page size of queries.
     #[arg(long, env = "HASKAP_DEFAULT_PAGE", default_value_t = 20)]
     default_page: usize,
@@ -82,6 +92,11 @@ struct ServeArgs {
     /// roots (a city's own MQTT broker with its own CA).
     #[arg(long, env = "HASKAP_MQTT_CA_FILE")]
     mqtt_ca_file: Option<PathBuf>,
+    /// How many changes a live stream (SSE) client may fall behind before it is dropped with a
+    /// reconnect hint (it then resumes by Last-Event-ID); rounded up to a power of two.
+    #[arg(long, env = "HASKAP_STREAM_BUFFER", default_value_t = haskap_api::stream::DEFAULT_BUFFER as u64,
+          value_parser = clap::value_parser!(u64).range(1..=haskap_api::stream::REPLAY_EVENTS as u64))]
+    stream_buffer: u64,
     /// Load the Tomakomai demo dataset (sample data) once, into an empty store.
     #[arg(long, env = "HASKAP_DEMO")]
     demo: bool,
@@ -98,6 +113,33 @@ struct ServeArgs {
     /// Serve the dashboard's files from this directory instead of the built-in copy (development).
     #[arg(long, env = "HASKAP_DASHBOARD_DIR")]
     dashboard_dir: Option<PathBuf>,
+    /// Most client connections open at once (beyond it a new one is answered 503 and closed);
+    /// lowered to fit the open-file limit, which is raised to its maximum at start-up.
+    #[arg(long, env = "HASKAP_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a connection has to send a request's complete header once it is ready for one
+    /// (after connecting or after the previous response): idle and slow connections are closed.
+    #[arg(long, env = "HASKAP_HEADER_TIMEOUT_S", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_timeout_s: u64,
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, env = "HASKAP_BODY_TIMEOUT_S", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_s: u64,
+    /// A host name requests may be addressed to (the Host header), repeatable. On a loopback
+    /// address only the loopback names and the public URL's host are allowed by default (against
+    /// DNS rebinding); on other addresses any name, unless some are given.
+    #[arg(long = "allowed-host", env = "HASKAP_ALLOWED_HOSTS", value_delimiter = ',')]
+    allowed_hosts: Vec<String>,
+    /// An origin allowed to call the API from a browser (CORS), repeatable; `*` allows any.
+    /// CORS is off when none is given.
+    #[arg(long = "cors-origin", env = "HASKAP_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
+    /// Free disk space in MiB kept in reserve: below it writes are refused (503, /ready false)
+    /// until space is freed.
+    #[arg(long, env = "HASKAP_MIN_FREE_DISK_MB", default_value_t = 64)]
+    min_free_disk_mb: u64,
+    /// Most hosted @contexts one tenant may keep.
+    #[arg(long, env = "HASKAP_MAX_HOSTED_CONTEXTS", default_value_t = 100)]
+    max_hosted_contexts: usize,
 }
 
 fn main() -> ExitCode {
@@ -116,7 +158,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             init_logging(args.log_json);
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(serve(args))?;
+            let served = rt.block_on(serve(*args));
+            // Blocking tasks (a notification's retries) are not waited for.
+            rt.shutdown_timeout(Duration::from_secs(2));
+            served?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Import(args) => {
@@ -138,19 +183,33 @@ fn init_logging(json: bool) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&args.data_dir, StoreOptions::default())
+    let open_files = raise_open_file_limit();
+    let store_options = StoreOptions { min_free_bytes: args.min_free_disk_mb << 20, ..StoreOptions::default() };
+    let store = Store::open(&args.data_dir, store_options)
         .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
-    let limits = haskap_model::parse::Limits { max_attributes: args.max_attributes, max_sub_depth: args.max_depth };
+    let public_url = args.public_url.unwrap_or_else(|| format!("http://{}", args.listen));
+    let limits = haskap_model::parse::Limits {
+        max_attributes: args.max_attributes,
+        max_sub_depth: args.max_depth,
+        max_id_bytes: usize::from(args.max_id_bytes),
+        max_name_bytes: usize::from(args.max_name_bytes),
+        max_url_bytes: usize::from(args.max_url_bytes),
+    };
     let config = ApiConfig {
         body_limit: args.body_limit,
         max_batch: args.max_batch,
         limits,
         default_page: args.default_page,
         max_page: args.max_page,
-        public_url: args.public_url.unwrap_or_else(|| format!("http://{}", args.listen)),
+        allowed_hosts: haskap_api::guard::default_allowed_hosts(args.listen, &public_url, &args.allowed_hosts),
+        public_url,
+        body_timeout: Duration::from_secs(args.body_timeout_s),
+        cors_origins: args.cors_origins,
+        max_hosted_contexts: args.max_hosted_contexts,
         context_timeout: Duration::from_millis(args.context_timeout_ms),
         notify_horizon: Duration::from_secs(args.notify_horizon_s),
         mqtt_ca_file: args.mqtt_ca_file.clone(),
+        stream_buffer: usize::try_from(args.stream_buffer).unwrap_or(haskap_api::stream::DEFAULT_BUFFER),
         version: serde_json::json!({
             "name": "haskap",
             "version": env!("CARGO_PKG_VERSION"),
@@ -159,11 +218,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }),
     };
     let state = AppState::new(store.clone(), config).context("initialising the API")?;
+    // Room for the store, notifications and the stream besides client connections.
+    let max_connections = args.max_connections.min(open_files.saturating_sub(512) as usize).max(16);
+    let connection_limits =
+        haskap_api::ConnectionLimits { max_connections, header_timeout: Duration::from_secs(args.header_timeout_s) };
     haskap_api::start_background(&state);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(listen = %local, data_dir = %args.data_dir.display(), "haskap serves");
+    tracing::info!(listen = %local, data_dir = %args.data_dir.display(), max_connections, open_files, "haskap serves");
     if args.demo {
         tokio::spawn(load_demo(store.clone(), local, args.zero_carbon_targets));
     }
@@ -172,11 +235,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tile_attribution: args.tile_attribution,
         dir: args.dashboard_dir,
     };
-    let app = haskap_api::router(state).merge(haskap_city::dashboard::router(dashboard));
-    haskap_api::serve(listener, app, shutdown_signal()).await?;
+    let app = haskap_api::router(state.clone()).merge(haskap_city::dashboard::router(dashboard));
+    let app = haskap_api::guard::harden(app, &state);
+    tokio::select! {
+        served = haskap_api::serve(listener, app, connection_limits, shutdown_signal()) => served?,
+        why = store_failure(&store) => {
+            anyhow::bail!("the store cannot take writes any more ({why}); exiting so that a supervisor restarts haskap")
+        }
+    }
     store.shutdown();
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Completes when the store's write path cannot continue, with the reason.
+async fn store_failure(store: &Store) -> String {
+    let mut health = store.health_changes();
+    loop {
+        if let haskap_store::Health::Failed(why) = &*health.borrow_and_update() {
+            return why.clone();
+        }
+        if health.changed().await.is_err() {
+            return "the store closed".into();
+        }
+    }
+}
+
+/// Raises the soft limit of open files to the hard limit (every connection is one); returns the
+/// limit in force.
+fn raise_open_file_limit() -> u64 {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
 }
 
 /// Loads the demo dataset through this broker's own NGSI-LD API, once: a store that has held it

@@ -38,6 +38,12 @@ pub enum ErrorKind {
     LengthRequired,
     /// The method is not allowed on the resource.
     MethodNotAllowed,
+    /// The broker cannot serve this now (writes while the disk is full, too many connections);
+    /// HTTP 503 with `Retry-After`. Its problem type is InternalError.
+    Unavailable,
+    /// A tenant would keep more of something than it may (hosted @contexts); HTTP 403. Its
+    /// problem type is BadRequestData.
+    QuotaExceeded,
 }
 
 impl ErrorKind {
@@ -50,11 +56,13 @@ impl ErrorKind {
             | ErrorKind::LengthRequired
             | ErrorKind::MethodNotAllowed
             | ErrorKind::PayloadTooLarge => "https://uri.etsi.org/ngsi-ld/errors/InvalidRequest",
-            ErrorKind::BadRequestData => "https://uri.etsi.org/ngsi-ld/errors/BadRequestData",
+            ErrorKind::BadRequestData | ErrorKind::QuotaExceeded => {
+                "https://uri.etsi.org/ngsi-ld/errors/BadRequestData"
+            }
             ErrorKind::AlreadyExists => "https://uri.etsi.org/ngsi-ld/errors/AlreadyExists",
             ErrorKind::OperationNotSupported => "https://uri.etsi.org/ngsi-ld/errors/OperationNotSupported",
             ErrorKind::ResourceNotFound => "https://uri.etsi.org/ngsi-ld/errors/ResourceNotFound",
-            ErrorKind::InternalError => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
+            ErrorKind::InternalError | ErrorKind::Unavailable => "https://uri.etsi.org/ngsi-ld/errors/InternalError",
             ErrorKind::TooComplexQuery => "https://uri.etsi.org/ngsi-ld/errors/TooComplexQuery",
             ErrorKind::TooManyResults => "https://uri.etsi.org/ngsi-ld/errors/TooManyResults",
             ErrorKind::LdContextNotAvailable => "https://uri.etsi.org/ngsi-ld/errors/LdContextNotAvailable",
@@ -80,6 +88,8 @@ impl ErrorKind {
             ErrorKind::NotAcceptable => "Not acceptable",
             ErrorKind::LengthRequired => "Length required",
             ErrorKind::MethodNotAllowed => "Method not allowed",
+            ErrorKind::Unavailable => "Service unavailable",
+            ErrorKind::QuotaExceeded => "Quota exceeded",
         }
     }
 }

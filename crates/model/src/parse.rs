@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::entity::{AttrKind, Attribute, Attrs, Entity, Micros};
 use crate::error::{NgsiError, Result};
 use crate::jsonld::ActiveContext;
-use crate::validate::{check_datetime, check_geometry, check_name, check_uri, is_uri};
+use crate::validate::{check_datetime, check_geometry, check_name, check_uri, is_invisible, is_uri};
 
 /// The value that deletes an attribute in merge and update operations.
 pub const NGSI_LD_NULL: &str = "urn:ngsi-ld:null";
@@ -30,18 +30,87 @@ const ATTR_META: &[&str] = &[
 ];
 
 /// Limits enforced while parsing, so that no single entity can exhaust the broker.
+///
+/// The byte limits keep every value that becomes (part of) a storage key well under the storage
+/// engine's key limit of 65,535 bytes, and refuse absurd names and URLs with a clear 400 before
+/// anything is stored or fetched.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Most attributes (names) an entity may have.
+    /// Most attributes (names) an entity may have; also the most types it may have.
     pub max_attributes: usize,
     /// Deepest nesting of sub-attributes.
     pub max_sub_depth: usize,
+    /// Longest id in bytes: entity and subscription ids, relationship objects, datasetIds and any
+    /// other URI that names a resource (`--max-id-bytes`, default 2,048).
+    pub max_id_bytes: usize,
+    /// Longest entity type or attribute name in bytes, both as sent and expanded to an IRI
+    /// (`--max-name-bytes`, default 512).
+    pub max_name_bytes: usize,
+    /// Longest URL in bytes: @context URLs (Link header or body), `jsonldContext`, notification
+    /// endpoints (`--max-url-bytes`, default 2,048).
+    pub max_url_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_attributes: 1024, max_sub_depth: 8 }
+        Limits { max_attributes: 1024, max_sub_depth: 8, max_id_bytes: 2048, max_name_bytes: 512, max_url_bytes: 2048 }
     }
+}
+
+impl Limits {
+    /// Checks that `id` is a URI of at most `max_id_bytes`, naming `what` in the error.
+    pub fn check_id(&self, id: &str, what: &str) -> Result<()> {
+        check_len(id, self.max_id_bytes, what, "max-id-bytes")?;
+        check_uri(id, what)
+    }
+
+    /// Checks a name (entity type or attribute) as sent: the NGSI-LD name grammar and
+    /// `max_name_bytes`.
+    pub fn check_name(&self, name: &str, what: &str) -> Result<()> {
+        check_len(name, self.max_name_bytes, what, "max-name-bytes")?;
+        check_name(name, what)
+    }
+
+    /// Checks the IRI a name expanded to against `max_name_bytes`.
+    pub fn check_expanded(&self, term: &str, iri: &str, what: &str) -> Result<()> {
+        if iri.len() > self.max_name_bytes {
+            return Err(NgsiError::bad_data(format!(
+                "{what} {} expands to an IRI of {} bytes, more than the limit of {} bytes (max-name-bytes)",
+                shorten(term),
+                iri.len(),
+                self.max_name_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that `url` is an absolute URI of at most `max_url_bytes`, naming `what`.
+    pub fn check_url(&self, url: &str, what: &str) -> Result<()> {
+        check_len(url, self.max_url_bytes, what, "max-url-bytes")?;
+        if is_uri(url) { Ok(()) } else { Err(NgsiError::bad_data(format!("{what} {url:?} is not an absolute URI"))) }
+    }
+}
+
+/// Fails when `s` is longer than `max` bytes, naming `what` and the limit (`flag`).
+fn check_len(s: &str, max: usize, what: &str, flag: &str) -> Result<()> {
+    if s.len() > max {
+        return Err(NgsiError::bad_data(format!(
+            "{what} {} is {} bytes long, more than the limit of {max} bytes ({flag})",
+            shorten(s),
+            s.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The start of a long value, quoted, for error details that must not echo megabytes back.
+pub fn shorten(s: &str) -> String {
+    const SHOWN: usize = 40;
+    if s.len() <= SHOWN {
+        return format!("{s:?}");
+    }
+    let end = (0..=SHOWN).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+    format!("{:?}...", &s[..end])
 }
 
 /// What an attribute in a request asks for.
@@ -104,14 +173,14 @@ impl Parser<'_> {
         let mut frag = Fragment::default();
         if let Some(id) = obj.get("id").or_else(|| obj.get("@id")) {
             let id = id.as_str().ok_or_else(|| NgsiError::bad_data("\"id\" must be a string"))?;
-            check_uri(id, "entity id")?;
+            self.limits.check_id(id, "entity id")?;
             frag.id = Some(id.to_string());
         }
         if let Some(t) = obj.get("type").or_else(|| obj.get("@type")) {
             frag.types = Some(self.types(t)?);
         }
         if let Some(s) = obj.get("scope") {
-            frag.scope = Some(scopes(s)?);
+            frag.scope = Some(scopes(s, &self.limits)?);
         }
         for (term, raw) in obj {
             if ENTITY_RESERVED.contains(&term.as_str()) {
@@ -133,13 +202,14 @@ impl Parser<'_> {
 
     /// Checks a name (attribute or type) and expands it to an IRI.
     pub fn name(&self, term: &str, what: &str) -> Result<String> {
-        check_name(term, what)?;
+        self.limits.check_name(term, what)?;
         let iri = self.ctx.expand(term);
         if iri.starts_with('@') || !iri.contains(':') {
             return Err(NgsiError::bad_data(format!(
                 "{what} {term:?} does not expand to an IRI with the @context in use"
             )));
         }
+        self.limits.check_expanded(term, &iri, what)?;
         Ok(iri)
     }
 
@@ -155,6 +225,13 @@ impl Parser<'_> {
                 return Err(NgsiError::bad_data("\"type\" must be a string or a non-empty array of strings"));
             }
         };
+        if names.len() > self.limits.max_attributes {
+            return Err(NgsiError::bad_data(format!(
+                "the entity has {} types, more than the limit of {} (max-attributes)",
+                names.len(),
+                self.limits.max_attributes
+            )));
+        }
         let mut out = Vec::with_capacity(names.len());
         for n in names {
             let iri = self.name(n, "entity type")?;
@@ -212,14 +289,15 @@ impl Parser<'_> {
         };
         let kind = self.kind_of(term, obj)?;
         let Some(kind) = kind else {
-            // A concise GeoProperty: the geometry itself.
+            // A concise GeoProperty: the geometry itself, checked as a GeoProperty's value is.
+            check_geometry(raw).map_err(|e| NgsiError::bad_data(format!("GeoProperty {term}: {}", e.detail)))?;
             return Ok(AttrInput::Set(Attribute { kind: AttrKind::GeoProperty, ..self.bare_property(raw.clone()) }));
         };
         let key = kind.value_key();
         let dataset_id = match obj.get("datasetId") {
             None => None,
             Some(Value::String(d)) => {
-                check_uri(d, "datasetId")?;
+                self.limits.check_id(d, &format!("datasetId of {term}"))?;
                 Some(d.clone())
             }
             Some(_) => {
@@ -312,19 +390,27 @@ impl Parser<'_> {
                 check_geometry(p).map_err(|e| bad(&e.detail))?;
                 Ok(p.clone())
             }
-            AttrKind::Relationship => match p {
-                Value::String(s) if is_uri(s) => Ok(p.clone()),
-                Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) => Ok(p.clone()),
-                _ => Err(bad("\"object\" must be a URI or a list of URIs")),
-            },
+            AttrKind::Relationship => {
+                let object = |s: &str| self.limits.check_id(s, &format!("the object of {term}"));
+                match p {
+                    Value::String(s) if is_uri(s) => object(s).map(|()| p.clone()),
+                    Value::Array(a) if !a.is_empty() && a.iter().all(|o| o.as_str().is_some_and(is_uri)) => {
+                        a.iter().filter_map(Value::as_str).try_for_each(object).map(|()| p.clone())
+                    }
+                    _ => Err(bad("\"object\" must be a URI or a list of URIs")),
+                }
+            }
             AttrKind::ListRelationship => {
                 let items = p.as_array().ok_or_else(|| bad("\"objectList\" must be an array"))?;
+                let object = |s: &String| {
+                    self.limits.check_id(s, &format!("an object of {term}")).map(|()| Value::String(s.clone()))
+                };
                 let ids = items
                     .iter()
                     .map(|o| match o {
-                        Value::String(s) if is_uri(s) => Ok(Value::String(s.clone())),
+                        Value::String(s) if is_uri(s) => object(s),
                         Value::Object(m) => match m.get("object") {
-                            Some(Value::String(s)) if is_uri(s) => Ok(Value::String(s.clone())),
+                            Some(Value::String(s)) if is_uri(s) => object(s),
                             _ => Err(bad("each item of \"objectList\" must be a URI")),
                         },
                         _ => Err(bad("each item of \"objectList\" must be a URI")),
@@ -395,15 +481,18 @@ fn as_object<'v>(v: &'v Value, what: &str) -> Result<&'v Map<String, Value>> {
     v.as_object().ok_or_else(|| NgsiError::bad_data(format!("{what} must be a JSON object")))
 }
 
-fn scopes(v: &Value) -> Result<Vec<String>> {
+fn scopes(v: &Value, limits: &Limits) -> Result<Vec<String>> {
     let list: Vec<&Value> = match v {
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
     list.into_iter()
         .map(|s| match s.as_str() {
-            Some(s) if s.starts_with('/') && !s.contains(char::is_whitespace) => Ok(s.to_string()),
-            _ => Err(NgsiError::bad_data(format!("scope {s} is not of the form /a/b"))),
+            Some(s) if s.starts_with('/') && !s.contains(|c: char| c.is_whitespace() || is_invisible(c)) => {
+                check_len(s, limits.max_id_bytes, "scope", "max-id-bytes")?;
+                Ok(s.to_string())
+            }
+            _ => Err(NgsiError::bad_data(format!("scope {} is not of the form /a/b", shorten(&s.to_string())))),
         })
         .collect()
 }
@@ -418,4 +507,83 @@ fn is_geometry_type(t: &str) -> bool {
 /// Whether an array item looks like an attribute instance (so the array is a multi-attribute).
 fn is_instance_like(v: &Value) -> bool {
     v.as_object().is_some_and(|o| o.contains_key("type") || AttrKind::ALL.iter().any(|k| o.contains_key(k.value_key())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(limits: Limits, body: Value) -> Result<Entity> {
+        let ctx = ActiveContext::core(&json!({"@context": {"@vocab": "urn:v:"}})).unwrap();
+        Parser { ctx: &ctx, now: 0, limits }.entity(&body)
+    }
+
+    fn refused(limits: Limits, body: Value, detail: &str) {
+        let e = parse(limits, body).expect_err("refused");
+        assert_eq!(e.kind, crate::ErrorKind::BadRequestData);
+        assert!(e.detail.contains(detail), "{}", e.detail);
+    }
+
+    /// Regression (issue 19): an id of 65,535 bytes reached the storage engine and panicked its
+    /// writer; every id, name and object is length-checked first.
+    #[test]
+    fn lengths_are_limited() {
+        let l = Limits::default();
+        let long_id = format!("urn:ngsi-ld:T:{}", "x".repeat(65_535));
+        refused(l, json!({"id": long_id, "type": "T"}), "more than the limit of 2048 bytes (max-id-bytes)");
+        let id = format!("urn:x:{}", "a".repeat(2042));
+        assert_eq!(id.len(), 2048);
+        assert!(parse(l, json!({"id": id, "type": "T"})).is_ok());
+        refused(l, json!({"id": format!("{id}b"), "type": "T"}), "max-id-bytes");
+        let long = "n".repeat(513);
+        refused(l, json!({"id": "urn:x:1", "type": long}), "entity type \"nnnn");
+        refused(l, json!({"id": "urn:x:1", "type": "T", long.as_str(): 1}), "max-name-bytes");
+        // 500 bytes as sent, but longer than 512 once expanded with @vocab urn:v:.
+        let term = "m".repeat(509);
+        refused(l, json!({"id": "urn:x:1", "type": "T", term.as_str(): 1}), "expands to an IRI of 515 bytes");
+        let far = format!("urn:x:{}", "o".repeat(3000));
+        refused(l, json!({"id": "urn:x:1", "type": "T", "r": {"type": "Relationship", "object": far}}), "object of r");
+        refused(
+            l,
+            json!({"id": "urn:x:1", "type": "T", "r": {"type": "Relationship", "object": ["urn:x:2", far]}}),
+            "",
+        );
+        refused(l, json!({"id": "urn:x:1", "type": "T", "r": {"type": "ListRelationship", "objectList": [far]}}), "");
+        refused(l, json!({"id": "urn:x:1", "type": "T", "p": {"type": "Property", "value": 1, "datasetId": far}}), "");
+        refused(l, json!({"id": "urn:x:1", "type": "T", "scope": format!("/{}", "s".repeat(3000))}), "scope");
+        let small = Limits { max_id_bytes: 10, max_name_bytes: 3, ..l };
+        refused(small, json!({"id": "urn:x:12345", "type": "T"}), "limit of 10 bytes");
+        refused(small, json!({"id": "urn:x:1", "type": "Tree"}), "limit of 3 bytes");
+    }
+
+    /// Regression (issue 19): a concise GeoProperty (the geometry itself) was not validated.
+    #[test]
+    fn concise_geometries_are_checked() {
+        let l = Limits::default();
+        let open = json!({"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]});
+        refused(l, json!({"id": "urn:x:1", "type": "T", "area": open}), "GeoProperty area: invalid GeoJSON geometry");
+        let far = json!({"type": "Point", "coordinates": [500, 0]});
+        refused(l, json!({"id": "urn:x:1", "type": "T", "location": far}), "GeoProperty location");
+        let ok = json!({"type": "Point", "coordinates": [141.6, 42.6]});
+        assert!(parse(l, json!({"id": "urn:x:1", "type": "T", "location": ok})).is_ok());
+    }
+
+    /// Regression (issue 19): an entity could have any number of types.
+    #[test]
+    fn types_are_capped_like_attributes() {
+        let l = Limits { max_attributes: 3, ..Limits::default() };
+        assert!(parse(l, json!({"id": "urn:x:1", "type": ["A", "B", "C"]})).is_ok());
+        refused(l, json!({"id": "urn:x:1", "type": ["A", "B", "C", "D"]}), "4 types, more than the limit of 3");
+    }
+
+    /// Regression (issue 19): bidi overrides passed in ids, types and attribute names.
+    #[test]
+    fn bidi_characters_are_refused() {
+        let l = Limits::default();
+        refused(l, json!({"id": "urn:x:\u{202E}1", "type": "T"}), "not a URI");
+        refused(l, json!({"id": "urn:x:1", "type": "T\u{2066}"}), "forbidden character");
+        refused(l, json!({"id": "urn:x:1", "type": "T", "a\u{202D}b": 1}), "forbidden character");
+        refused(l, json!({"id": "urn:x:1", "type": "T", "scope": "/a\u{202E}b"}), "scope");
+    }
 }

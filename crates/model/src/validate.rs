@@ -9,6 +9,15 @@ use crate::error::{NgsiError, Result};
 /// Characters NGSI-LD forbids in names and identifiers (clause 4.6.2).
 const FORBIDDEN: &[char] = &['<', '>', '"', '\'', '=', ';', '(', ')'];
 
+/// Whether `c` is a control character or an invisible bidirectional formatting character
+/// (U+061C, U+200E, U+200F, the embeddings and overrides U+202A to U+202E and the isolates
+/// U+2066 to U+2069): neither may appear in ids or names, where they would make two different
+/// identifiers look the same, or one look like another.
+pub fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Whether `s` is an absolute URI: a scheme, a colon and a non-empty rest without spaces.
 pub fn is_uri(s: &str) -> bool {
     let Some((scheme, rest)) = s.split_once(':') else {
@@ -20,7 +29,7 @@ pub fn is_uri(s: &str) -> bool {
     scheme_ok
         && !rest.is_empty()
         && !s.chars().any(|c| {
-            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
+            c.is_whitespace() || is_invisible(c) || matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '\\' | '^' | '`')
         })
 }
 
@@ -34,7 +43,7 @@ pub fn check_name(name: &str, what: &str) -> Result<()> {
     if name.is_empty() {
         return Err(NgsiError::bad_data(format!("{what} must not be empty")));
     }
-    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || c.is_control()) {
+    if let Some(c) = name.chars().find(|c| FORBIDDEN.contains(c) || c.is_whitespace() || is_invisible(*c)) {
         return Err(NgsiError::bad_data(format!("{what} {name:?} contains the forbidden character {c:?}")));
     }
     Ok(())
@@ -43,6 +52,16 @@ pub fn check_name(name: &str, what: &str) -> Result<()> {
 /// Parses an ISO 8601 / RFC 3339 date-time.
 pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s).ok().map(|d| d.with_timezone(&Utc))
+}
+
+/// Whether `s` is a date-time (RFC 3339, or without a time zone), a date (`2024-04-01`) or a
+/// time (`09:00:00`, with optional fractions and `Z`): the temporal literals of queries.
+pub fn is_temporal(s: &str) -> bool {
+    use chrono::{NaiveDate, NaiveDateTime, NaiveTime};
+    parse_datetime(s).is_some()
+        || NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+        || NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || NaiveTime::parse_from_str(s.strip_suffix('Z').unwrap_or(s), "%H:%M:%S%.f").is_ok()
 }
 
 /// Checks a DateTime member such as `observedAt`.
@@ -112,12 +131,37 @@ fn is_list(v: &Value, min: usize, item: impl Fn(&Value) -> bool) -> bool {
 }
 
 fn is_polygon(v: &Value) -> bool {
-    is_list(v, 1, |ring| {
-        is_list(ring, 4, is_position) && {
-            let r = ring.as_array().unwrap_or(&Vec::new()).clone();
-            r.first() == r.last()
-        }
-    })
+    is_list(v, 1, |ring| is_list(ring, 4, is_position) && ring.as_array().is_some_and(|r| is_ring(r)))
+}
+
+/// Whether positions (already checked to be positions) form a linear ring: at least four, the
+/// last equal to the first, enclosing a non-zero area.
+pub fn is_ring(ring: &[Value]) -> bool {
+    let xy = |p: &Value| (p[0].as_f64().unwrap_or(f64::NAN), p[1].as_f64().unwrap_or(f64::NAN));
+    let points: Vec<(f64, f64)> = ring.iter().map(xy).collect();
+    ring_is_valid(&points)
+}
+
+/// Whether points form a linear ring: at least four, closed (the last equal to the first, in
+/// longitude and latitude), enclosing a non-zero area.
+pub fn ring_is_valid(points: &[(f64, f64)]) -> bool {
+    let (Some(&first), Some(&last)) = (points.first(), points.last()) else { return false };
+    if points.len() < 4 || first != last {
+        return false;
+    }
+    // The shoelace formula, relative to the first point to keep rounding small; collinear points
+    // leave only rounding noise (the coordinates' rounding error times the ring's extent), which
+    // stays far below the threshold.
+    let (mut twice_area, mut min, mut max) = (0.0, first, first);
+    for w in points.windows(2) {
+        let (a, b) = ((w[0].0 - first.0, w[0].1 - first.1), (w[1].0 - first.0, w[1].1 - first.1));
+        twice_area += a.0 * b.1 - b.0 * a.1;
+        min = (min.0.min(w[1].0), min.1.min(w[1].1));
+        max = (max.0.max(w[1].0), max.1.max(w[1].1));
+    }
+    let diagonal = ((max.0 - min.0).powi(2) + (max.1 - min.1).powi(2)).sqrt();
+    let magnitude = first.0.abs().max(first.1.abs()).max(1.0);
+    twice_area.is_finite() && twice_area.abs() > diagonal * magnitude * 1e-12
 }
 
 #[cfg(test)]
@@ -135,6 +179,18 @@ mod tests {
         }
     }
 
+    /// Regression (issue 19): bidi overrides and isolates, and control characters, are refused in
+    /// ids and names.
+    #[test]
+    fn invisible_characters() {
+        for c in ['\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200F}', '\u{0007}', '\u{007F}', '\u{0085}'] {
+            assert!(!is_uri(&format!("urn:ngsi-ld:T:a{c}b")), "{c:?}");
+            assert!(check_name(&format!("na{c}me"), "attribute name").is_err(), "{c:?}");
+        }
+        assert!(is_uri("urn:ngsi-ld:苫小牧:1"));
+        assert!(check_name("名前", "attribute name").is_ok());
+    }
+
     #[test]
     fn geometries() {
         assert!(check_geometry(&json!({"type": "Point", "coordinates": [141.6, 42.63]})).is_ok());
@@ -144,6 +200,19 @@ mod tests {
         assert!(check_geometry(&json!({"type": "Polygon", "coordinates": square})).is_ok());
         let open = json!([[[0, 0], [1, 0], [1, 1], [0, 1]]]);
         assert!(check_geometry(&json!({"type": "Polygon", "coordinates": open})).is_err());
+        // Regression (issue 19): degenerate rings enclose nothing.
+        for degenerate in [
+            json!([[[0, 0], [1, 1], [2, 2], [0, 0]]]),
+            json!([[[141.6036, 42.6342], [141.6037, 42.6343], [141.6038, 42.6344], [141.6036, 42.6342]]]),
+            json!([[[0, 0], [0, 0], [0, 0], [0, 0]]]),
+            json!([[[0, 0], [1, 0], [0, 0]]]),
+        ] {
+            assert!(check_geometry(&json!({"type": "Polygon", "coordinates": degenerate})).is_err(), "{degenerate}");
+        }
+        let tiny = json!([[[141.60360, 42.6342], [141.60361, 42.6342], [141.60361, 42.63421], [141.60360, 42.6342]]]);
+        assert!(check_geometry(&json!({"type": "Polygon", "coordinates": tiny})).is_ok());
+        let hole = json!([[[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]], [[1, 1], [2, 2], [1, 1], [1, 1]]]);
+        assert!(check_geometry(&json!({"type": "MultiPolygon", "coordinates": [hole]})).is_err());
         assert!(check_geometry(&json!({"type": "Circle", "coordinates": [0, 0]})).is_err());
         assert!(check_geometry(&json!("POINT(0 0)")).is_err());
     }

@@ -16,10 +16,7 @@ use haskap_model::validate::{format_micros, parse_datetime};
 use regex::Regex;
 use serde_json::Value as Json;
 
-use crate::q::{Expr, Op, Operand, QueryError, Term, Value};
-
-/// Attribute metadata that a path can name after a dot.
-const METADATA: &[&str] = &["observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"];
+use crate::q::{Expr, METADATA, Op, Operand, QueryError, Term, Value};
 
 /// A query ready to run: names expanded, patterns compiled.
 #[derive(Debug, Clone)]

@@ -194,8 +194,18 @@ pub fn to_geometry(v: &Value) -> Result<Geometry<f64>, GeoError> {
     fn line(v: &Value) -> Option<LineString<f64>> {
         v.as_array()?.iter().map(pos).collect::<Option<Vec<_>>>().map(LineString::new)
     }
+    /// A polygon whose every ring is a valid linear ring as written: `Polygon::new` would close
+    /// an open ring silently, so rings are checked before it sees them.
     fn poly(v: &Value) -> Option<Polygon<f64>> {
-        let mut rings = v.as_array()?.iter().map(line).collect::<Option<Vec<_>>>()?.into_iter();
+        let rings = v.as_array()?.iter().map(line).collect::<Option<Vec<_>>>()?;
+        let valid = |r: &LineString<f64>| {
+            let points: Vec<(f64, f64)> = r.0.iter().map(|c| (c.x, c.y)).collect();
+            haskap_model::validate::ring_is_valid(&points)
+        };
+        if !rings.iter().all(valid) {
+            return None;
+        }
+        let mut rings = rings.into_iter();
         let outer = rings.next()?;
         Some(Polygon::new(outer, rings.collect()))
     }
@@ -203,16 +213,19 @@ pub fn to_geometry(v: &Value) -> Result<Geometry<f64>, GeoError> {
         "Point" => pos(c).map(|p| Geometry::Point(Point(p))),
         "MultiPoint" => c
             .as_array()
+            .filter(|a| !a.is_empty())
             .and_then(|a| a.iter().map(|p| pos(p).map(Point)).collect::<Option<Vec<_>>>())
             .map(|p| Geometry::MultiPoint(MultiPoint(p))),
         "LineString" => line(c).filter(|l| l.0.len() >= 2).map(Geometry::LineString),
         "MultiLineString" => c
             .as_array()
-            .and_then(|a| a.iter().map(line).collect::<Option<Vec<_>>>())
+            .filter(|a| !a.is_empty())
+            .and_then(|a| a.iter().map(|l| line(l).filter(|l| l.0.len() >= 2)).collect::<Option<Vec<_>>>())
             .map(|l| Geometry::MultiLineString(MultiLineString(l))),
-        "Polygon" => poly(c).filter(|p| p.exterior().0.len() >= 4 && p.exterior().is_closed()).map(Geometry::Polygon),
+        "Polygon" => poly(c).map(Geometry::Polygon),
         "MultiPolygon" => c
             .as_array()
+            .filter(|a| !a.is_empty())
             .and_then(|a| a.iter().map(poly).collect::<Option<Vec<_>>>())
             .map(|p| Geometry::MultiPolygon(MultiPolygon(p))),
         other => return Err(bad(&format!("unsupported type {other:?}"))),
@@ -299,6 +312,21 @@ mod tests {
                 .is_err()
         );
         assert!(GeoQuery::new("within", "Polygon", &json!([[[0, 0], [1, 0]]]), "x".into()).is_err());
+        // Regression (issue 19): unclosed and degenerate polygons were accepted (an open ring was
+        // closed silently).
+        for coords in [
+            json!([[[0, 0], [1, 0], [1, 1]]]),
+            json!([[[0, 0], [1, 0], [1, 1], [0, 1]]]),
+            json!([[[0, 0], [1, 1], [2, 2], [0, 0]]]),
+            json!([[[0, 0], [1, 0], [0, 0]]]),
+            json!([[[0, 0], [2, 0], [2, 2], [0, 0]], [[1, 1], [1, 1], [1, 1], [1, 1]]]),
+        ] {
+            assert!(GeoQuery::new("within", "Polygon", &coords, "x".into()).is_err(), "{coords}");
+            assert!(GeoQuery::new("within", "MultiPolygon", &json!([coords]), "x".into()).is_err(), "{coords}");
+        }
+        assert!(GeoQuery::new("intersects", "MultiPolygon", &json!([]), "x".into()).is_err());
+        assert!(GeoQuery::new("intersects", "MultiLineString", &json!([[[0, 0]]]), "x".into()).is_err());
+        assert!(GeoQuery::new("within", "Polygon", &json!([[[0, 0], [1, 0], [1, 1], [0, 0]]]), "x".into()).is_ok());
         assert!(GeoQuery::new("within", "Point", &json!([500, 0]), "x".into()).is_err());
         assert!(GeoQuery::new("within", "Circle", &json!([0, 0]), "x".into()).is_err());
     }

@@ -12,6 +12,13 @@
 //! ```
 //! `;` (and) binds tighter than `|` (or). A bare path tests that the attribute exists, `!path`
 //! that it does not. Errors carry the byte position in the query.
+//!
+//! Input that the grammar does not describe is refused rather than guessed at: a range goes only
+//! with `==` and `!=`; an unquoted value that starts like a number (a digit, a sign or a dot) must
+//! be a finite number, a date, a time or a date-time; unquoted values cannot hold brackets,
+//! braces, quotes or invisible characters (so `a==[1,2` is no list); metadata (`observedAt`,
+//! `unitCode`...) ends a path, and `observedAt`, `createdAt` and `modifiedAt` compare only with
+//! dates and date-times.
 
 use std::fmt;
 
@@ -119,6 +126,22 @@ impl fmt::Display for Value {
 /// Most nested parentheses accepted.
 const MAX_DEPTH: usize = 32;
 
+/// Attribute metadata that a path can name after a dot; it ends the path.
+pub const METADATA: &[&str] = &["observedAt", "createdAt", "modifiedAt", "unitCode", "datasetId"];
+
+/// The metadata whose values are date-times.
+const TEMPORAL: &[&str] = &["observedAt", "createdAt", "modifiedAt"];
+
+impl Expr {
+    /// Every attribute path of the query, in the order written.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            Expr::And(v) | Expr::Or(v) => v.iter().flat_map(Expr::paths).collect(),
+            Expr::Term(t) => vec![&t.path],
+        }
+    }
+}
+
 /// Parses a `q` query.
 pub fn parse(q: &str) -> Result<Expr, QueryError> {
     let mut p = Parser { s: q, pos: 0, depth: 0 };
@@ -214,7 +237,24 @@ impl Parser<'_> {
             return Ok(Expr::Term(Term { path, test: None, absent: false }));
         };
         self.pos += tok.len();
+        let at = self.pos;
         let operand = self.operand(op)?;
+        if let Some(meta) = path.sub.last().filter(|m| TEMPORAL.contains(&m.as_str()))
+            && !matches!(op, Op::Match | Op::NotMatch)
+        {
+            let values = match &operand {
+                Operand::One(v) => vec![v],
+                Operand::List(vs) => vs.iter().collect(),
+                Operand::Range(a, b) => vec![a, b],
+            };
+            if let Some(v) = values.into_iter().find(|v| !is_datetime_literal(v)) {
+                return Err(QueryError {
+                    position: at,
+                    message: format!("{meta} compares with date-times such as 2024-04-01T09:00:00Z, not {v}"),
+                    query: self.s.to_string(),
+                });
+            }
+        }
         Ok(Expr::Term(Term { path, test: Some((op, operand)), absent: false }))
     }
 
@@ -234,10 +274,18 @@ impl Parser<'_> {
 
     fn path(&mut self) -> Result<Path, QueryError> {
         let attr = self.name("an attribute name")?;
-        let mut sub = Vec::new();
+        let mut sub: Vec<String> = Vec::new();
         while self.rest().starts_with('.') && !self.rest().starts_with("..") {
+            if let Some(meta) = sub.last().filter(|m| METADATA.contains(&m.as_str())) {
+                return Err(self.err(format!("{meta} is metadata and ends the path")));
+            }
             self.pos += 1;
             sub.push(self.name("a sub-attribute name")?);
+        }
+        if self.rest().starts_with('[')
+            && let Some(meta) = sub.last().filter(|m| METADATA.contains(&m.as_str()))
+        {
+            return Err(self.err(format!("{meta} is metadata and has no keys")));
         }
         let mut keys = Vec::new();
         while self.rest().starts_with('[') {
@@ -260,6 +308,9 @@ impl Parser<'_> {
             };
         }
         if self.rest().starts_with("..") {
+            if !matches!(op, Op::Eq | Op::Ne) {
+                return Err(self.err("a range of values goes only with == or !="));
+            }
             self.pos += 2;
             let last = self.value()?;
             return Ok(Operand::Range(first, last));
@@ -316,15 +367,38 @@ impl Parser<'_> {
             return Err(self.err("expected a value"));
         }
         let tok = rest[..end].to_string();
-        self.pos += end;
-        Ok(match tok.as_str() {
+        if let Some(c) = tok.chars().find(|c| {
+            matches!(c, '[' | ']' | '{' | '}' | '(' | '<' | '>' | '"' | '\'' | '\\' | '^' | '`')
+                || haskap_model::validate::is_invisible(*c)
+        }) {
+            return Err(self.err(format!("{c:?} cannot appear in an unquoted value; quote strings with \"")));
+        }
+        let numeric = tok.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '-' | '+' | '.'));
+        let value = match tok.as_str() {
             "true" => Value::Bool(true),
             "false" => Value::Bool(false),
-            t => match t.parse::<f64>() {
+            t if numeric => match t.parse::<f64>() {
                 Ok(n) if n.is_finite() && !t.starts_with('+') => Value::Number(n),
-                _ => Value::Bare(t.to_string()),
+                Ok(n) if !n.is_finite() => return Err(self.err(format!("the number {t} is out of range"))),
+                _ if haskap_model::validate::is_temporal(t) => Value::Bare(t.to_string()),
+                _ => {
+                    return Err(self.err(format!(
+                        "{t} is neither a number nor a valid date, time or date-time (such as 2024-04-01T09:00:00Z)"
+                    )));
+                }
             },
-        })
+            t => Value::Bare(t.to_string()),
+        };
+        self.pos += end;
+        Ok(value)
+    }
+}
+
+/// Whether a literal is a date-time or a date (quoted or not).
+fn is_datetime_literal(v: &Value) -> bool {
+    match v {
+        Value::Str(s) | Value::Bare(s) => haskap_model::validate::is_temporal(s) && s.contains('-'),
+        _ => false,
     }
 }
 
@@ -399,5 +473,49 @@ mod tests {
         check("a==\"open", "error at 3: unterminated string");
         check("a>1,2", "error at 5: a list of values goes only with == or !=");
         check(&"(".repeat(100), "error at 33: parentheses are nested too deeply");
+    }
+
+    /// Regression (issue 19): these were accepted and then compared as strings (or not at all).
+    #[test]
+    fn bad_input_is_refused_not_guessed() {
+        check("a>1..5", "error at 3: a range of values goes only with == or !=");
+        check("a==[1,2", "error at 3: '[' cannot appear in an unquoted value; quote strings with \"");
+        check("a==1,2]", "error at 5: ']' cannot appear in an unquoted value; quote strings with \"");
+        check("a==x{", "error at 3: '{' cannot appear in an unquoted value; quote strings with \"");
+        check("a==b\u{202E}c", "error at 3: '\\u{202e}' cannot appear in an unquoted value; quote strings with \"");
+        check("a>1e500", "error at 2: the number 1e500 is out of range");
+        check(
+            "a>2024-13-45T99:00:00Z",
+            "error at 2: 2024-13-45T99:00:00Z is neither a number nor a valid date, time or date-time (such as 2024-04-01T09:00:00Z)",
+        );
+        check(
+            "a==2024-02-30",
+            "error at 3: 2024-02-30 is neither a number nor a valid date, time or date-time (such as 2024-04-01T09:00:00Z)",
+        );
+        check(
+            "a==25:00:00",
+            "error at 3: 25:00:00 is neither a number nor a valid date, time or date-time (such as 2024-04-01T09:00:00Z)",
+        );
+        check(
+            "a==+5",
+            "error at 3: +5 is neither a number nor a valid date, time or date-time (such as 2024-04-01T09:00:00Z)",
+        );
+        check(
+            "a.observedAt>yesterday",
+            "error at 13: observedAt compares with date-times such as 2024-04-01T09:00:00Z, not yesterday",
+        );
+        check("a.createdAt==5", "error at 13: createdAt compares with date-times such as 2024-04-01T09:00:00Z, not 5");
+        check("a.observedAt.b==1", "error at 12: observedAt is metadata and ends the path");
+        check("a.unitCode[x]==1", "error at 10: unitCode is metadata and has no keys");
+        // What is valid stays valid.
+        check("a==2024-02-29", "a Eq 2024-02-29");
+        check("a<12:30:00", "a Lt 12:30:00");
+        check("a.observedAt>=\"2024-04-01T09:00:00+09:00\"", "a.observedAt Ge \"2024-04-01T09:00:00+09:00\"");
+        check(
+            "a.observedAt==2024-01-01T00:00:00Z..2024-02-01T00:00:00Z",
+            "a.observedAt Eq 2024-01-01T00:00:00Z..2024-02-01T00:00:00Z",
+        );
+        check("a!=NaN", "a Ne NaN");
+        check("a.unitCode==\"C62\"", "a.unitCode Eq \"C62\"");
     }
 }

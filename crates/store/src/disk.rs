@@ -25,8 +25,24 @@ const FORMAT_2: &[u8] = b"2";
 const MIGRATION_BATCH: usize = 10_000;
 /// Largest memtable of the entities keyspace.
 const MEMTABLE: u64 = 16 << 20;
+/// Longest key the store writes. The engine's own limit is 65,535 bytes, and a longer key breaks
+/// it for good (a panic, a corrupt journal entry), so every key is checked against this first;
+/// the API's limits on ids and names are far below it.
+pub(crate) const MAX_KEY: usize = 16 << 10;
+
+/// Fails (changing nothing) when `key` is longer than [`MAX_KEY`].
+fn check_key(key: &[u8]) -> Result<(), StoreError> {
+    if key.len() > MAX_KEY {
+        return Err(StoreError::Refused(format!(
+            "a key of {} bytes is longer than the {MAX_KEY} bytes allowed",
+            key.len()
+        )));
+    }
+    Ok(())
+}
 
 pub(crate) struct Disk {
+    dir: std::path::PathBuf,
     db: Database,
     entities: Keyspace,
     subscriptions: Keyspace,
@@ -54,6 +70,26 @@ pub(crate) enum Put<'a> {
         seq: u64,
         record: Vec<u8>,
     },
+}
+
+/// A record a failed commit may or may not have written.
+#[derive(Debug, Clone)]
+pub(crate) enum Doubt {
+    Entity(String, String),
+    Tenant(String),
+    Subscription(String, String),
+    Log(u64),
+}
+
+impl Doubt {
+    pub(crate) fn of(put: &Put<'_>) -> Doubt {
+        match put {
+            Put::Entity { tenant, id, .. } => Doubt::Entity(tenant.to_string(), id.to_string()),
+            Put::Tenant(name) => Doubt::Tenant(name.to_string()),
+            Put::Subscription { tenant, id, .. } => Doubt::Subscription(tenant.to_string(), id.to_string()),
+            Put::Log { seq, .. } => Doubt::Log(*seq),
+        }
+    }
 }
 
 pub(crate) fn entity_key(tenant: &str, id: &str) -> Vec<u8> {
@@ -90,7 +126,7 @@ impl Disk {
                 )));
             }
         }
-        Ok(Disk { db, entities, subscriptions, log, meta, migrate })
+        Ok(Disk { dir: dir.to_path_buf(), db, entities, subscriptions, log, meta, migrate })
     }
 
     /// Reads every tenant and entity into memory.
@@ -162,6 +198,15 @@ impl Disk {
         if puts.is_empty() {
             return Ok(());
         }
+        for p in puts {
+            match p {
+                Put::Entity { tenant, id, .. } | Put::Subscription { tenant, id, .. } => {
+                    check_key(&entity_key(tenant, id))?
+                }
+                Put::Tenant(name) => check_key(name.as_bytes())?,
+                Put::Log { .. } => {}
+            }
+        }
         let mut batch = self.db.batch();
         for p in puts {
             match p {
@@ -183,12 +228,14 @@ impl Disk {
     }
 
     pub(crate) fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_key(key.as_bytes())?;
         self.meta.insert(key, value)?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(())
     }
 
     pub(crate) fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key.as_bytes())?;
         self.meta.remove(key)?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(())
@@ -247,6 +294,74 @@ impl Disk {
     /// The last change-log record dealt with.
     pub(crate) fn log_cursor(&self) -> Result<u64, StoreError> {
         Ok(self.meta.get("log/cursor")?.and_then(|v| v.as_ref().try_into().ok()).map(u64::from_be_bytes).unwrap_or(0))
+    }
+
+    /// Makes the `doubtful` records what `state` (the acknowledged writes) says they are, in one
+    /// durable batch: a change-log record of a failed group is removed.
+    pub(crate) fn repair(&self, doubtful: &[Doubt], state: &State) -> Result<(), StoreError> {
+        if doubtful.is_empty() {
+            return Ok(());
+        }
+        let mut batch = self.db.batch();
+        for doubt in doubtful {
+            match doubt {
+                Doubt::Entity(tenant, id) => {
+                    let key = entity_key(tenant, id);
+                    match state.tenants.get(tenant).and_then(|t| t.encoded(id)) {
+                        Some(bytes) => batch.insert(&self.entities, key, &**bytes),
+                        None => batch.remove(&self.entities, key),
+                    }
+                }
+                Doubt::Tenant(name) => {
+                    let key = format!("tenant/{name}");
+                    if state.tenants.contains_key(name) {
+                        batch.insert(&self.meta, key, b"".as_slice());
+                    } else {
+                        batch.remove(&self.meta, key);
+                    }
+                }
+                Doubt::Subscription(tenant, id) => {
+                    let key = entity_key(tenant, id);
+                    match state.tenants.get(tenant).and_then(|t| t.subscriptions.get(id)) {
+                        Some(json) => batch.insert(
+                            &self.subscriptions,
+                            key,
+                            serde_json::to_vec(&**json).map_err(|e| StoreError::Engine(e.to_string()))?,
+                        ),
+                        None => batch.remove(&self.subscriptions, key),
+                    }
+                }
+                Doubt::Log(seq) => batch.remove(&self.log, seq.to_be_bytes()),
+            }
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        tracing::info!(records = doubtful.len(), "records of failed commits made to match memory");
+        Ok(())
+    }
+
+    /// Bytes an unprivileged writer can still use on the file system of the store.
+    pub(crate) fn free_bytes(&self) -> Result<u64, StoreError> {
+        let path = std::ffi::CString::new(self.dir.as_os_str().as_encoded_bytes())
+            .map_err(|_| StoreError::Engine("the data directory's path has a NUL byte".into()))?;
+        // SAFETY: `path` is a valid C string and `stat` a plain struct statvfs fills in.
+        let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+            return Err(StoreError::Engine(format!("statvfs: {}", std::io::Error::last_os_error())));
+        }
+        Ok(stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+
+    /// Writes and syncs a small record, to learn whether the engine takes writes.
+    pub(crate) fn probe(&self) -> Result<(), StoreError> {
+        self.put_meta(
+            "probe",
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+                .to_be_bytes(),
+        )
     }
 
     pub(crate) fn sync(&self) -> Result<(), StoreError> {

@@ -24,19 +24,20 @@ pub use record::{Extent, decode, decode_extent, decode_sparse, encode};
 pub use state::{Encoded, Keys, State, Tenant};
 pub use writer::Txn;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use haskap_model::Entity;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
-/// What can go wrong in the store: always an internal problem, never the client's.
-#[derive(Debug, thiserror::Error)]
+/// What can go wrong in the store: never the client's fault, since the API validates first.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The storage engine failed (I/O, full disk, ...).
+    /// The storage engine failed (I/O, full disk, ...). The store reopens it by itself.
     #[error("storage engine: {0}")]
     Engine(String),
     /// Stored data could not be decoded.
@@ -45,12 +46,32 @@ pub enum StoreError {
     /// The store is shutting down.
     #[error("the store is shut down")]
     Closed,
+    /// A write the store cannot take (a key longer than the engine allows); nothing was written
+    /// and later writes are not affected.
+    #[error("{0}")]
+    Refused(String),
+    /// Writes cannot be made now (see [`Health::Unwritable`]); nothing was written.
+    #[error("{0}; nothing was written, try again later")]
+    Unavailable(String),
 }
 
 impl From<fjall::Error> for StoreError {
     fn from(e: fjall::Error) -> Self {
         StoreError::Engine(e.to_string())
     }
+}
+
+/// Whether the store takes writes (`/ready`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// Writes are taken.
+    Ready,
+    /// Writes fail for now (a full disk, a failed storage engine). The writer retries every
+    /// second, reopening the engine and reloading the state from disk if it failed, and is
+    /// `Ready` again as soon as writes can succeed; writes meanwhile are refused at once.
+    Unwritable(String),
+    /// The write path cannot continue: the process must be restarted.
+    Failed(String),
 }
 
 /// Tuning of the store.
@@ -60,21 +81,176 @@ pub struct StoreOptions {
     pub max_group: usize,
     /// Block cache of the engine, in bytes.
     pub cache_bytes: u64,
+    /// Free disk space kept in reserve: below it, writes are refused (the engine keeps room to
+    /// flush and compact) until space is freed.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { max_group: 4096, cache_bytes: 16 << 20 }
+        StoreOptions { max_group: 4096, cache_bytes: 16 << 20, min_free_bytes: 64 << 20 }
     }
 }
 
 struct Shared {
     state: RwLock<State>,
-    disk: disk::Disk,
+    /// The storage engine; `None` only while the writer reopens it.
+    disk: RwLock<Option<disk::Disk>>,
+    dir: PathBuf,
+    options: StoreOptions,
     /// The sequence number of the next change-log record.
-    next_seq: std::sync::atomic::AtomicU64,
+    next_seq: AtomicU64,
     /// Who hears about committed entity changes (the notifier).
     listeners: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<Arc<Vec<ChangeEvent>>>>>,
+    /// Whether writes can be made.
+    health: tokio::sync::watch::Sender<Health>,
+    /// The engine failed (it refuses every write from then on): the writer must reopen it.
+    engine_failed: AtomicBool,
+    /// Memory may not match what was committed (a panic while publishing a group): the state
+    /// must be reloaded from disk when the engine is reopened.
+    reload_needed: AtomicBool,
+    /// What the groups whose commit failed tried to write: after the engine is reopened these
+    /// records are made to match memory again (see [`Shared::reopen`]).
+    doubtful: Mutex<Vec<disk::Doubt>>,
+    /// Where the tenants of a (re)loaded state send their column build requests.
+    builds: Mutex<mpsc::Sender<column::BuildRequest>>,
+}
+
+impl Shared {
+    /// Runs `f` on the engine. An engine error marks it failed, for the writer to reopen.
+    fn with_disk<T>(&self, f: impl FnOnce(&disk::Disk) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let guard = RwLockReadGuard::try_map(self.disk.read(), Option::as_ref)
+            .map_err(|_| StoreError::Unavailable("the storage engine is being reopened".into()))?;
+        let out = f(&guard);
+        if let Err(StoreError::Engine(e)) = &out {
+            self.engine_failed.store(true, Ordering::Release);
+            self.set_health(Health::Unwritable(format!("the storage engine failed: {e}")));
+        }
+        out
+    }
+
+    /// Records the store's health, logging changes.
+    fn set_health(&self, health: Health) {
+        self.health.send_if_modified(|current| {
+            if *current == health || matches!(current, Health::Failed(_)) {
+                return false;
+            }
+            match &health {
+                Health::Ready => tracing::info!("writes work again"),
+                Health::Unwritable(why) => tracing::error!(reason = %why, "writes are refused until they can succeed"),
+                Health::Failed(why) => tracing::error!(reason = %why, "the write path cannot continue"),
+            }
+            *current = health;
+            true
+        });
+    }
+
+    /// Why writes must be refused now, if they must: the store is not ready, or free disk space
+    /// fell below the reserve.
+    fn refusal(&self) -> Option<String> {
+        if let Health::Unwritable(why) | Health::Failed(why) = &*self.health.borrow() {
+            return Some(why.clone());
+        }
+        match self.with_disk(|d| d.free_bytes()) {
+            Ok(free) if free < self.options.min_free_bytes => {
+                let why = format!(
+                    "the disk is almost full: {} MiB free, below the reserve of {} MiB",
+                    free >> 20,
+                    self.options.min_free_bytes >> 20
+                );
+                self.set_health(Health::Unwritable(why.clone()));
+                Some(why)
+            }
+            _ => None,
+        }
+    }
+
+    /// Makes the store writable again if it can be: reopens a failed engine (see
+    /// [`Shared::reopen`]), then checks free space. A failure that retrying cannot mend marks the
+    /// store [`Health::Failed`].
+    fn recover(&self) {
+        let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), StoreError> {
+            if self.engine_failed.load(Ordering::Acquire) {
+                self.reopen()?;
+                self.engine_failed.store(false, Ordering::Release);
+            }
+            let free = self.with_disk(|d| d.free_bytes())?;
+            if free < self.options.min_free_bytes {
+                return Err(StoreError::Unavailable(format!(
+                    "the disk is almost full: {} MiB free, below the reserve of {} MiB",
+                    free >> 20,
+                    self.options.min_free_bytes >> 20
+                )));
+            }
+            Ok(())
+        }));
+        match attempt {
+            Ok(Ok(())) => self.set_health(Health::Ready),
+            Ok(Err(StoreError::Corrupt(e))) => self.set_health(Health::Failed(format!("corrupt stored data: {e}"))),
+            Ok(Err(StoreError::Unavailable(why))) => self.set_health(Health::Unwritable(why)),
+            Ok(Err(e)) => self.set_health(Health::Unwritable(e.to_string())),
+            Err(_) => self.set_health(Health::Failed("recovering the storage engine panicked".into())),
+        }
+    }
+
+    /// Closes the engine and opens it again, then makes disk and memory agree. Memory holds
+    /// exactly the acknowledged writes, but a group whose commit failed may have reached the
+    /// journal in full after all (the engine's buffered journal writer flushes what it holds when
+    /// it is dropped): the records such groups touched are written again from memory, so a write
+    /// that was answered with an error is not there. Only when memory itself is in doubt is the
+    /// state reloaded from disk instead.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.disk.write();
+        // The engine holds a lock file until it is dropped.
+        drop(slot.take());
+        let disk = disk::Disk::open(&self.dir, self.options.cache_bytes)?;
+        disk.probe()?;
+        if self.reload_needed.load(Ordering::Acquire) {
+            let mut state = load_state(&disk, &self.builds.lock())?;
+            let mut current = self.state.write();
+            state.generation = current.generation + 1;
+            for (name, t) in state.tenants.iter_mut() {
+                // Matchers compiled for the old state are rebuilt.
+                t.subscriptions_version = current.tenants.get(name).map_or(0, |old| old.subscriptions_version) + 1;
+            }
+            *current = state;
+            self.reload_needed.store(false, Ordering::Release);
+            tracing::info!("state reloaded from disk");
+        } else {
+            let doubtful = std::mem::take(&mut *self.doubtful.lock());
+            let state = self.state.read();
+            if let Err(e) = disk.repair(&doubtful, &state) {
+                drop(state);
+                self.doubtful.lock().extend(doubtful);
+                return Err(e);
+            }
+        }
+        self.next_seq.fetch_max(disk.next_seq()?, Ordering::AcqRel);
+        *slot = Some(disk);
+        tracing::info!("storage engine reopened");
+        Ok(())
+    }
+}
+
+/// Loads the committed state from `disk`, with the columns it had built before requested again.
+fn load_state(disk: &disk::Disk, builds: &mpsc::Sender<column::BuildRequest>) -> Result<State, StoreError> {
+    let started = std::time::Instant::now();
+    let mut state = disk.load()?;
+    tracing::info!(
+        entities = state.entity_count(),
+        tenants = state.tenants.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store loaded"
+    );
+    state.build_columns_with(builds.clone());
+    for (key, _) in disk.scan_meta(COLUMN_PREFIX)? {
+        if let Some((tenant, name)) = key[COLUMN_PREFIX.len()..].split_once('\0')
+            && let Some(t) = state.tenants.get(tenant)
+        {
+            t.request_column(name);
+        }
+    }
+    Ok(state)
 }
 
 /// A committed change of one entity, as listeners hear it after the commit.
@@ -105,26 +281,23 @@ impl Store {
     /// Opens (or creates) the store in `dir`, loading every entity into memory.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StoreError> {
         let disk = disk::Disk::open(dir, options.cache_bytes)?;
-        let started = std::time::Instant::now();
-        let mut state = disk.load()?;
-        tracing::info!(
-            entities = state.entity_count(),
-            tenants = state.tenants.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "store loaded"
-        );
-        let next_seq = std::sync::atomic::AtomicU64::new(disk.next_seq()?);
         let (builds, requests) = mpsc::channel();
-        state.build_columns_with(builds);
-        // The columns queries needed before are rebuilt now rather than on their next query.
-        for (key, _) in disk.scan_meta(COLUMN_PREFIX)? {
-            if let Some((tenant, name)) = key[COLUMN_PREFIX.len()..].split_once('\0')
-                && let Some(t) = state.tenants.get(tenant)
-            {
-                t.request_column(name);
-            }
-        }
-        let shared = Arc::new(Shared { state: RwLock::new(state), disk, next_seq, listeners: Mutex::new(Vec::new()) });
+        let state = load_state(&disk, &builds)?;
+        let next_seq = AtomicU64::new(disk.next_seq()?);
+        let max_group = options.max_group;
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            disk: RwLock::new(Some(disk)),
+            dir: dir.to_path_buf(),
+            options,
+            next_seq,
+            listeners: Mutex::new(Vec::new()),
+            health: tokio::sync::watch::Sender::new(Health::Ready),
+            engine_failed: AtomicBool::new(false),
+            reload_needed: AtomicBool::new(false),
+            doubtful: Mutex::new(Vec::new()),
+            builds: Mutex::new(builds),
+        });
         let builder_shared = Arc::downgrade(&shared);
         std::thread::Builder::new()
             .name("haskap-columns".into())
@@ -134,13 +307,20 @@ impl Store {
         let writer_shared = shared.clone();
         let handle = std::thread::Builder::new()
             .name("haskap-writer".into())
-            .spawn(move || writer::run(writer_shared, rx, options.max_group))
+            .spawn(move || {
+                let run = std::panic::AssertUnwindSafe(|| writer::run(writer_shared.clone(), rx, max_group));
+                if std::panic::catch_unwind(run).is_err() {
+                    writer_shared.set_health(Health::Failed("the writer thread panicked".into()));
+                }
+            })
             .map_err(|e| StoreError::Engine(format!("cannot start the writer thread: {e}")))?;
         Ok(Store { shared, jobs, writer: Arc::new(Mutex::new(Some(handle))) })
     }
 
     /// Runs `f` on the writer inside a transaction and returns its result once the transaction's
-    /// changes are durable and visible. If the commit fails, nothing of the group is applied.
+    /// changes are durable and visible. If the commit fails, nothing of the group is applied; if
+    /// the store is [`Health::Unwritable`], the write fails at once with
+    /// [`StoreError::Unavailable`].
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -154,7 +334,18 @@ impl Store {
             }) as writer::Finish
         });
         self.jobs.send(job).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // The writer drops a job without answering only when it panicked inside it.
+        rx.await.map_err(|_| StoreError::Engine("the write failed unexpectedly; nothing was written".into()))?
+    }
+
+    /// Whether the store takes writes now.
+    pub fn health(&self) -> Health {
+        self.shared.health.borrow().clone()
+    }
+
+    /// Follows the store's health (the binary exits when it becomes [`Health::Failed`]).
+    pub fn health_changes(&self) -> tokio::sync::watch::Receiver<Health> {
+        self.shared.health.subscribe()
     }
 
     /// The committed entity `id` of `tenant`.
@@ -181,9 +372,9 @@ impl Store {
 
     /// The logged changes not acknowledged yet (owed notifications after a restart), in order.
     pub fn unacknowledged(&self) -> Result<Vec<ChangeEvent>, StoreError> {
-        let cursor = self.shared.disk.log_cursor()?;
+        let records = self.shared.with_disk(|d| d.log_after(d.log_cursor()?))?;
         let mut out = Vec::new();
-        for (seq, bytes) in self.shared.disk.log_after(cursor)? {
+        for (seq, bytes) in records {
             let (tenant, id, old, new): (String, String, Option<Vec<u8>>, Option<Vec<u8>>) =
                 rmp_serde::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("change-log record: {e}")))?;
             let old = old.map(|b| decode(&b)).transpose()?.map(Arc::new);
@@ -195,22 +386,23 @@ impl Store {
 
     /// Records durably that every logged change up to `seq` is dealt with.
     pub fn acknowledge(&self, seq: u64) -> Result<(), StoreError> {
-        self.shared.disk.ack_log(seq)
+        self.shared.with_disk(|d| d.ack_log(seq))
     }
 
-    /// Stores a metadata record (e.g. a cached @context) durably.
+    /// Stores a metadata record (e.g. a cached @context) durably. Keys longer than 16 KiB are
+    /// refused ([`StoreError::Refused`]).
     pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        self.shared.disk.put_meta(key, value)
+        self.shared.with_disk(|d| d.put_meta(key, value))
     }
 
     /// Deletes a metadata record durably.
     pub fn delete_meta(&self, key: &str) -> Result<(), StoreError> {
-        self.shared.disk.delete_meta(key)
+        self.shared.with_disk(|d| d.delete_meta(key))
     }
 
     /// All metadata records whose key starts with `prefix`.
     pub fn scan_meta(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.shared.disk.scan_meta(prefix)
+        self.shared.with_disk(|d| d.scan_meta(prefix))
     }
 
     /// Stops the writer after the requests already queued, and makes everything durable.
@@ -235,9 +427,14 @@ fn build_columns(shared: std::sync::Weak<Shared>, requests: mpsc::Receiver<colum
         let started = std::time::Instant::now();
         let mut column = column::Column::default();
         let mut from = 0;
+        let mut generation = None;
         let built = loop {
             let Some(shared) = shared.upgrade() else { return };
             let state = shared.state.read();
+            // A state reloaded meanwhile numbers its slots anew: the column is abandoned.
+            if *generation.get_or_insert(state.generation) != state.generation {
+                break false;
+            }
             let Some(t) = state.tenants.get(&*tenant) else { break false };
             match t.fill_column(&name, &mut column, from) {
                 Some(next) => from = next,
@@ -251,8 +448,8 @@ fn build_columns(shared: std::sync::Weak<Shared>, requests: mpsc::Receiver<colum
         if built {
             tracing::debug!(tenant = %tenant, attribute = %name, elapsed_ms = started.elapsed().as_millis() as u64, "column built");
             let key = format!("{COLUMN_PREFIX}{tenant}\0{name}");
-            if shared.disk.scan_meta(&key).is_ok_and(|found| found.is_empty())
-                && let Err(e) = shared.disk.put_meta(&key, b"")
+            if shared.with_disk(|d| d.scan_meta(&key)).is_ok_and(|found| found.is_empty())
+                && let Err(e) = shared.with_disk(|d| d.put_meta(&key, b""))
             {
                 tracing::warn!(error = %e, "cannot remember a column for the next start");
             }
@@ -369,6 +566,79 @@ mod tests {
             assert_eq!(store.scan_meta("format").unwrap(), vec![("format".to_string(), b"3".to_vec())]);
             store.shutdown();
         }
+    }
+
+    /// Regression (issue 19): an id longer than the engine's key limit panicked the writer and
+    /// every later write failed with "the store is shut down".
+    #[tokio::test]
+    async fn an_overlong_key_fails_its_write_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let long = format!("urn:{}", "x".repeat(70_000));
+        let e = entity(&long, 1);
+        let err = store.write(move |txn| txn.apply("", &e.id.clone(), Change::Put(e))).await.unwrap_err();
+        assert!(matches!(err, StoreError::Refused(_)), "{err}");
+        assert!(store.get("", &long).is_none());
+        assert!(matches!(store.put_meta(&long, b"x"), Err(StoreError::Refused(_))));
+        put(&store, "", entity("urn:after", 2)).await;
+        assert_eq!(store.health(), Health::Ready);
+        store.shutdown();
+        drop(store);
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(store.get("", "urn:after").is_some());
+    }
+
+    /// A write that panics fails its group, not the writer: later writes succeed.
+    #[tokio::test]
+    async fn a_panicking_write_fails_its_group_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let err = store
+            .write(|txn| {
+                txn.apply("", "urn:half", Change::Put(entity("urn:half", 1)));
+                panic!("a bug in an operation")
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Engine(_)), "{err}");
+        assert!(store.get("", "urn:half").is_none(), "nothing of the failed group is applied");
+        put(&store, "", entity("urn:after", 2)).await;
+        assert!(store.get("", "urn:after").is_some());
+        assert_eq!(store.health(), Health::Ready);
+    }
+
+    /// Below the free-space reserve writes are refused at once, and taken again when space is
+    /// back, without a restart.
+    #[tokio::test]
+    async fn writes_are_refused_below_the_free_space_reserve() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { min_free_bytes: u64::MAX, ..StoreOptions::default() };
+        let store = Store::open(dir.path(), options).unwrap();
+        let e = entity("urn:a", 1);
+        let err = store.write(move |txn| txn.apply("", "urn:a", Change::Put(e))).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(matches!(store.health(), Health::Unwritable(_)));
+        assert!(store.get("", "urn:a").is_none());
+    }
+
+    /// A failed engine is reopened and the state reloaded from disk; writes work again.
+    #[tokio::test]
+    async fn a_failed_engine_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        put(&store, "", entity("urn:a", 1)).await;
+        store.shared.engine_failed.store(true, Ordering::Release);
+        store.shared.set_health(Health::Unwritable("test".into()));
+        for _ in 0..50 {
+            if store.health() == Health::Ready {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(store.health(), Health::Ready);
+        assert!(store.get("", "urn:a").is_some());
+        put(&store, "", entity("urn:b", 2)).await;
+        assert!(store.get("", "urn:b").is_some());
     }
 
     #[test]

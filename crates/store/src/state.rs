@@ -44,6 +44,8 @@ pub struct State {
     pub tenants: HashMap<String, Tenant>,
     /// Where tenants send column build requests (none: columns are never built).
     builder: Option<Sender<BuildRequest>>,
+    /// Counts the reloads of the state from disk (a column built across one is abandoned).
+    pub(crate) generation: u64,
 }
 
 /// One tenant: a separate keyspace no query crosses.

@@ -2,8 +2,12 @@
 //! the group durably, publishes it, then answers every request of the group.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLockReadGuard;
 
 use haskap_model::Entity;
 use haskap_model::ops::Change;
@@ -27,7 +31,7 @@ type Version = (Arc<Entity>, Encoded);
 
 /// A transaction: the committed state plus the changes of the group so far.
 pub struct Txn<'a> {
-    state: &'a State,
+    state: RwLockReadGuard<'a, State>,
     /// Entity versions written by this group: `None` is a deletion.
     pending: HashMap<(String, String), Option<Version>>,
     /// Committed versions already decoded by `get`, so that the commit does not decode them again.
@@ -108,10 +112,26 @@ impl Txn<'_> {
     }
 }
 
+/// How often an unwritable store tries to become writable again.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The writer's loop: one group at a time until the store shuts down. While the store is not
+/// [`Health::Ready`](crate::Health) it tries to recover every [`RETRY`] and refuses writes at once.
 pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
-    let mut stop = false;
-    while !stop {
-        let Ok(first) = rx.recv() else { break };
+    let mut last_attempt: Option<Instant> = None;
+    loop {
+        let first = match rx.recv_timeout(RETRY) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let troubled = shared.engine_failed.load(std::sync::atomic::Ordering::Acquire)
+            || *shared.health.borrow() != crate::Health::Ready;
+        if troubled && last_attempt.is_none_or(|t| t.elapsed() >= RETRY) {
+            last_attempt = Some(Instant::now());
+            shared.recover();
+        }
+        let Some(first) = first else { continue };
         let mut jobs = vec![first];
         while jobs.len() < max_group {
             match rx.try_recv() {
@@ -119,127 +139,160 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<Job>, max_group: usize) {
                 Err(_) => break,
             }
         }
-        let guard = shared.state.read();
-        let mut txn = Txn {
-            state: &guard,
-            pending: HashMap::new(),
-            originals: Default::default(),
-            order: Vec::new(),
-            failed: None,
-            new_tenants: Vec::new(),
-            subscriptions: Vec::new(),
-            steps: Vec::new(),
-            stop: false,
-        };
-        let finishers: Vec<Finish> = jobs.into_iter().map(|job| job(&mut txn)).collect();
-        stop = txn.stop;
-        let Txn { mut pending, order, new_tenants, failed, subscriptions, originals, steps, .. } = txn;
-        let originals = originals.into_inner();
-        let pending: Vec<((String, String), Option<Version>)> =
-            order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
-        let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
-        puts.extend(subscriptions.iter().map(|((tenant, id), v)| Put::Subscription {
-            tenant,
-            id,
-            json: v.as_ref().map(|v| serde_json::to_vec(&**v).unwrap_or_default()),
-        }));
-        puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
-            tenant,
-            id,
-            bytes: e.as_ref().map(|(_, b)| &**b),
-        }));
-        // Index keys before (from the committed version) and after.
-        let mut keys: Vec<Option<(Option<Keys>, Option<Keys>)>> = Vec::with_capacity(pending.len());
-        for ((tenant, id), new) in &pending {
-            let old = originals.get(&(tenant.clone(), id.clone())).cloned().flatten();
-            // `None`: the index entries stay as they are (the common update of values only).
-            keys.push(match (&old, new) {
-                (Some(o), Some((n, _))) if Keys::same(o, n) => None,
-                _ => Some((old.as_deref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
-            });
-        }
-        // One change event per write, for listeners; and, for tenants with subscriptions,
-        // change-log records committed with the group so that notifications owed survive a crash.
-        let listening = !shared.listeners.lock().is_empty();
-        let mut events = Vec::new();
-        let mut current: HashMap<&Key, (Option<Arc<Entity>>, Option<Encoded>)> = HashMap::new();
-        for (key, new) in &steps {
-            let (tenant, id) = key;
-            let (old, old_bytes) = current.remove(key).unwrap_or_else(|| {
-                let committed = guard.tenants.get(tenant).and_then(|t| t.encoded(id)).cloned();
-                (originals.get(key).cloned().flatten(), committed)
-            });
-            let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
-            let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-            if let Some(seq) = seq {
-                let record =
-                    (tenant, id, old_bytes.as_deref().map(<[u8]>::to_vec), new.as_ref().map(|(_, b)| b.to_vec()));
-                match rmp_serde::to_vec(&record) {
-                    Ok(record) => puts.push(Put::Log { seq, record }),
-                    Err(e) => tracing::error!(error = %e, "change-log record not encoded"),
-                }
-            }
-            let new_entity = new.as_ref().map(|(e, _)| e.clone());
-            if listening {
-                events.push(ChangeEvent { seq, tenant: tenant.clone(), id: id.clone(), old, new: new_entity.clone() });
-            }
-            current.insert(key, (new_entity, new.as_ref().map(|(_, b)| b.clone())));
-        }
-        let committed = match failed {
-            Some(e) => Err(e),
-            None => shared.disk.commit(&puts),
-        };
-        drop(puts);
-        drop(guard);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, "commit failed; the group is rejected");
-        } else {
-            let mut state = shared.state.write();
-            for t in new_tenants {
-                state.tenant_mut(&t);
-            }
-            for ((tenant, id), v) in subscriptions {
-                let t = state.tenant_mut(&tenant);
-                t.subscriptions_version += 1;
-                match v {
-                    Some(v) => {
-                        t.subscriptions.insert(id, v);
-                    }
-                    None => {
-                        t.subscriptions.remove(&id);
-                    }
-                }
-            }
-            for (((tenant, id), e), keys) in pending.into_iter().zip(keys) {
-                let t = state.tenant_mut(&tenant);
-                match (e, keys) {
-                    (Some((_, bytes)), None) => t.replace_bytes(&id, bytes),
-                    (Some((_, bytes)), Some((old, Some(new)))) => t.put(&id, bytes, &new, old.as_ref()),
-                    (_, Some((old, _))) => t.remove(&id, old.as_ref()),
-                    (None, None) => t.remove(&id, None),
-                }
-            }
-        }
-        if committed.is_ok() && !events.is_empty() {
-            let events = Arc::new(events);
-            shared.listeners.lock().retain(|l| l.send(events.clone()).is_ok());
-        }
-        let mut outcome = Some(committed);
-        let n = finishers.len();
-        for (i, finish) in finishers.into_iter().enumerate() {
-            let r = if i + 1 == n {
-                outcome.take().unwrap_or(Ok(()))
-            } else {
-                match &outcome {
-                    Some(Ok(())) | None => Ok(()),
-                    Some(Err(e)) => Err(StoreError::Engine(e.to_string())),
-                }
-            };
-            finish(r);
+        if group(&shared, jobs, shared.refusal()) {
+            break;
         }
     }
-    if let Err(e) = shared.disk.sync() {
+    if let Err(e) = shared.with_disk(|d| d.sync()) {
         tracing::error!(error = %e, "final sync failed");
     }
     tracing::info!("writer stopped");
+}
+
+/// Runs, commits and answers one group; `refused` fails it without committing. Returns whether
+/// the store is to stop. A job that panics fails its group (its caller gets an error, the others
+/// the group's); a panic after the jobs ran leaves memory in doubt, so the engine is marked failed
+/// and the state is reloaded from disk before the next write.
+fn group(shared: &Shared, jobs: Vec<Job>, refused: Option<String>) -> bool {
+    let mut txn = Txn {
+        state: shared.state.read(),
+        pending: HashMap::new(),
+        originals: Default::default(),
+        order: Vec::new(),
+        failed: refused.map(StoreError::Unavailable),
+        new_tenants: Vec::new(),
+        subscriptions: Vec::new(),
+        steps: Vec::new(),
+        stop: false,
+    };
+    let mut finishers: Vec<Finish> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut txn))) {
+            Ok(finish) => finishers.push(finish),
+            Err(_) => {
+                tracing::error!("a write panicked; its group is rejected");
+                txn.failed = Some(StoreError::Engine("a write of the same group failed unexpectedly".into()));
+            }
+        }
+    }
+    let stop = txn.stop;
+    let committed = match std::panic::catch_unwind(AssertUnwindSafe(|| commit(shared, txn))) {
+        Ok(committed) => committed,
+        Err(_) => {
+            shared.reload_needed.store(true, std::sync::atomic::Ordering::Release);
+            shared.engine_failed.store(true, std::sync::atomic::Ordering::Release);
+            shared.set_health(crate::Health::Unwritable("committing a group panicked".into()));
+            Err(StoreError::Engine("committing the write failed unexpectedly".into()))
+        }
+    };
+    match &committed {
+        Err(StoreError::Unavailable(_)) => {}
+        Err(e) => tracing::error!(error = %e, "commit failed; the group is rejected"),
+        Ok(()) => {}
+    }
+    for finish in finishers {
+        finish(committed.clone());
+    }
+    stop
+}
+
+/// Writes a group's transaction durably, publishes it to readers and listeners; on failure
+/// nothing of the group is applied.
+fn commit(shared: &Shared, txn: Txn<'_>) -> Result<(), StoreError> {
+    let Txn { state: guard, mut pending, order, new_tenants, failed, subscriptions, originals, steps, .. } = txn;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    let originals = originals.into_inner();
+    let pending: Vec<((String, String), Option<Version>)> =
+        order.into_iter().map(|k| (k.clone(), pending.remove(&k).flatten())).collect();
+    let mut puts: Vec<Put<'_>> = new_tenants.iter().map(|t| Put::Tenant(t)).collect();
+    puts.extend(subscriptions.iter().map(|((tenant, id), v)| Put::Subscription {
+        tenant,
+        id,
+        json: v.as_ref().map(|v| serde_json::to_vec(&**v).unwrap_or_default()),
+    }));
+    puts.extend(pending.iter().map(|((tenant, id), e)| Put::Entity {
+        tenant,
+        id,
+        bytes: e.as_ref().map(|(_, b)| &**b),
+    }));
+    // Index keys before (from the committed version) and after.
+    let mut keys: Vec<Option<(Option<Keys>, Option<Keys>)>> = Vec::with_capacity(pending.len());
+    for ((tenant, id), new) in &pending {
+        let old = originals.get(&(tenant.clone(), id.clone())).cloned().flatten();
+        // `None`: the index entries stay as they are (the common update of values only).
+        keys.push(match (&old, new) {
+            (Some(o), Some((n, _))) if Keys::same(o, n) => None,
+            _ => Some((old.as_deref().map(Keys::of), new.as_ref().map(|(e, _)| Keys::of(e)))),
+        });
+    }
+    // One change event per write, for listeners; and, for tenants with subscriptions,
+    // change-log records committed with the group so that notifications owed survive a crash.
+    let listening = !shared.listeners.lock().is_empty();
+    let mut events = Vec::new();
+    let mut current: HashMap<&Key, (Option<Arc<Entity>>, Option<Encoded>)> = HashMap::new();
+    for (key, new) in &steps {
+        let (tenant, id) = key;
+        let (old, old_bytes) = current.remove(key).unwrap_or_else(|| {
+            let committed = guard.tenants.get(tenant).and_then(|t| t.encoded(id)).cloned();
+            (originals.get(key).cloned().flatten(), committed)
+        });
+        let logged = guard.tenants.get(tenant).is_some_and(|t| !t.subscriptions.is_empty());
+        let seq = logged.then(|| shared.next_seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        if let Some(seq) = seq {
+            let record = (tenant, id, old_bytes.as_deref().map(<[u8]>::to_vec), new.as_ref().map(|(_, b)| b.to_vec()));
+            match rmp_serde::to_vec(&record) {
+                Ok(record) => puts.push(Put::Log { seq, record }),
+                Err(e) => tracing::error!(error = %e, "change-log record not encoded"),
+            }
+        }
+        let new_entity = new.as_ref().map(|(e, _)| e.clone());
+        if listening {
+            events.push(ChangeEvent { seq, tenant: tenant.clone(), id: id.clone(), old, new: new_entity.clone() });
+        }
+        current.insert(key, (new_entity, new.as_ref().map(|(_, b)| b.clone())));
+    }
+    if let Err(e) = shared.with_disk(|d| d.commit(&puts)) {
+        if let StoreError::Engine(why) = e {
+            // Part of the group may reach the disk after all: it is undone when the engine is
+            // reopened, so the group's callers can be told that nothing was written.
+            shared.doubtful.lock().extend(puts.iter().map(crate::disk::Doubt::of));
+            return Err(StoreError::Unavailable(format!("the storage engine failed: {why}")));
+        }
+        return Err(e);
+    }
+    drop(puts);
+    drop(guard);
+    let mut state = shared.state.write();
+    for t in new_tenants {
+        state.tenant_mut(&t);
+    }
+    for ((tenant, id), v) in subscriptions {
+        let t = state.tenant_mut(&tenant);
+        t.subscriptions_version += 1;
+        match v {
+            Some(v) => {
+                t.subscriptions.insert(id, v);
+            }
+            None => {
+                t.subscriptions.remove(&id);
+            }
+        }
+    }
+    for (((tenant, id), e), keys) in pending.into_iter().zip(keys) {
+        let t = state.tenant_mut(&tenant);
+        match (e, keys) {
+            (Some((_, bytes)), None) => t.replace_bytes(&id, bytes),
+            (Some((_, bytes)), Some((old, Some(new)))) => t.put(&id, bytes, &new, old.as_ref()),
+            (_, Some((old, _))) => t.remove(&id, old.as_ref()),
+            (None, None) => t.remove(&id, None),
+        }
+    }
+    drop(state);
+    if !events.is_empty() {
+        let events = Arc::new(events);
+        shared.listeners.lock().retain(|l| l.send(events.clone()).is_ok());
+    }
+    Ok(())
 }

@@ -4,11 +4,15 @@
 #![allow(unreachable_pub, missing_docs)]
 
 mod batch;
+mod bounded;
 mod city;
 mod contexts;
+mod corpus;
 mod crash;
+mod disk;
 mod entities;
 mod errors;
+mod hardening;
 mod lifecycle;
 mod query;
 mod subscriptions;

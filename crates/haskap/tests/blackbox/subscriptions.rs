@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::Server;
+use crate::util::{Server, receiver, receiver_on};
 
 fn sub(id: &str) -> serde_json::Value {
     json!({
@@ -111,55 +111,6 @@ async fn subscriptions_survive_a_restart() {
     s.child = crate::util::spawn(s.dir.path(), port, &[]);
     s.wait_ready().await;
     assert_eq!(s.get("/subscriptions/urn:x:durable").await.status, 200);
-}
-
-/// A loopback HTTP receiver that keeps every request body it gets.
-async fn receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
-    receiver_on(0).await
-}
-
-/// A receiver on a given port (0: any free one).
-async fn receiver_on(port: u16) -> (String, std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let url = format!("http://127.0.0.1:{}/notify", listener.local_addr().unwrap().port());
-    let got: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
-    let store = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = sock.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(head_end) = text.find("\r\n\r\n") else { continue };
-                    let len = text[..head_end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < head_end + 4 + len {
-                        continue;
-                    }
-                    let body = &buf[head_end + 4..head_end + 4 + len];
-                    store.lock().unwrap().push(serde_json::from_slice(body).unwrap_or_default());
-                    let _ = sock.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n").await;
-                    buf.clear();
-                }
-            });
-        }
-    });
-    (url, got)
 }
 
 async fn wait_for(got: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>, n: usize) -> Vec<serde_json::Value> {
