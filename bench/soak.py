@@ -10,7 +10,8 @@ healthy receiver to every change, then for the duration runs at the same time:
   - 20 periodic subscriptions (timeInterval 1 s) to an endpoint that accepts and never answers;
   - 3,000 slowloris connections (a header line every few seconds, reopened when closed);
   - 5,000 idle connections (reopened when closed);
-  - a /health probe on a fresh connection every 20 ms.
+  - a /health probe on a fresh connection every 20 ms, from a process of its own (so that the
+    load generator's own event loop does not count in the latency).
 
 It samples the broker's RSS and open files every second and prints a Markdown summary:
 baseline and peak RSS, open files, /health p50/p99/max and failures, writes done, notifications
@@ -80,7 +81,10 @@ class Receiver:
 
 async def black_hole(reader, writer):
     """An endpoint that accepts and never answers."""
-    await asyncio.sleep(3600)
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        writer.close()
 
 
 async def keep_slowloris(port, stop, counters):
@@ -126,18 +130,27 @@ async def non_reading_stream(port, stop):
     sock.close()
 
 
-async def probe_health(port, stop, latencies, failures):
-    while not stop.is_set():
+def probe_health(port, seconds):
+    """`soak.py --probe PORT SECONDS`: GET /health on a fresh connection every 20 ms, blocking
+    sockets, one process; prints the latencies (s) and failures as JSON."""
+    latencies, failures = [], []
+    end = time.time() + seconds
+    while time.time() < end:
         started = time.perf_counter()
         try:
-            status, _ = await asyncio.wait_for(request(port, "GET", "/health"), 5)
-            if status == 200:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                raw = b""
+                while chunk := c.recv(4096):
+                    raw += chunk
+            if raw.startswith(b"HTTP/1.1 200"):
                 latencies.append(time.perf_counter() - started)
             else:
-                failures.append(status)
-        except Exception as e:  # noqa: BLE001 - every failure counts
+                failures.append(raw[:40].decode(errors="replace"))
+        except OSError as e:
             failures.append(type(e).__name__)
-        await asyncio.sleep(0.02)
+        time.sleep(0.02)
+    print(json.dumps({"latencies": latencies, "failures": failures}))
 
 
 async def writes(port, stop, done):
@@ -189,9 +202,10 @@ async def main():
         base_rss, base_files = proc_stats(broker.pid)
         stop = asyncio.Event()
         counters = {"opened": 0}
-        latencies, failures, done = [], [], {}
-        tasks = [asyncio.create_task(writes(port, stop, done)), asyncio.create_task(non_reading_stream(port, stop)),
-                 asyncio.create_task(probe_health(port, stop, latencies, failures))]
+        done = {}
+        probe = await asyncio.create_subprocess_exec(sys.executable, __file__, "--probe", str(port), str(args.seconds),
+                                                     stdout=asyncio.subprocess.PIPE)
+        tasks = [asyncio.create_task(writes(port, stop, done)), asyncio.create_task(non_reading_stream(port, stop))]
         for i in range(SLOWLORIS):
             tasks.append(asyncio.create_task(keep_slowloris(port, stop, counters)))
         for i in range(IDLE):
@@ -203,6 +217,8 @@ async def main():
             rss, files = proc_stats(broker.pid)
             peak_rss, peak_files = max(peak_rss, rss), max(peak_files, files)
         stop.set()
+        probed = json.loads((await probe.communicate())[0])
+        latencies, failures = probed["latencies"], probed["failures"]
         await asyncio.sleep(0.5)
         for t in tasks:
             t.cancel()
@@ -244,4 +260,7 @@ async def main():
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    if sys.argv[1:2] == ["--probe"]:
+        probe_health(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        sys.exit(asyncio.run(main()))

@@ -1,6 +1,6 @@
 //! What every response and request goes through before any route, the dashboard's included:
 //! the `Host` check against DNS rebinding, a declared body over the limit refused before it is
-//! sent, security headers, and CORS as configured (off by default).
+//! sent, security headers, CORS as configured (off by default), and a debug log line.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -64,11 +64,17 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// Checks a request, runs it, secures and logs (at debug level) its response.
 async fn guard(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    if let Err(e) = check(&app, &req) {
-        return secured(e.into_response());
+    let logged = tracing::enabled!(tracing::Level::DEBUG).then(|| (req.method().clone(), req.uri().path().to_string()));
+    let resp = match check(&app, &req) {
+        Err(e) => e.into_response(),
+        Ok(()) => next.run(req).await,
+    };
+    if let Some((method, path)) = logged {
+        tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
     }
-    secured(next.run(req).await)
+    secured(resp)
 }
 
 /// Refuses a request whose `Host` is not this broker's (when the allowed hosts are set) or whose

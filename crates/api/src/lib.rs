@@ -30,9 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use haskap_model::parse::Limits;
@@ -196,7 +194,6 @@ pub fn router(state: AppState) -> Router {
         .route("/ngsi-ld/v1/attributes/{*rest}", any(discovery::dispatch))
         .route("/haskap/v1/stream", get(stream::open))
         .fallback(not_found)
-        .layer(middleware::from_fn(finish))
         .with_state(state)
 }
 
@@ -220,13 +217,4 @@ async fn version(axum::extract::State(app): axum::extract::State<AppState>) -> R
 
 async fn not_found(uri: axum::http::Uri) -> Response {
     error::ApiError(haskap_model::NgsiError::not_found(format!("no resource at {}", uri.path()))).into_response()
-}
-
-/// Logs every request at debug level.
-async fn finish(req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let resp = next.run(req).await;
-    tracing::debug!(%method, %path, status = resp.status().as_u16(), "request");
-    resp
 }

@@ -77,8 +77,12 @@ async fn create(req: Req) -> ApiResult<Response> {
     if req.app.store.read(|s| s.tenants.get(&req.tenant).is_some_and(|t| t.subscriptions.contains_key(&id))) {
         return Err(ApiError(NgsiError::exists(exists(&id))));
     }
-    // Notifications name their @context by URL: one written inline is hosted for them.
-    if let (None, ContextRef::Inline(c)) = (sub.get("jsonldContext"), &req.ctx_ref) {
+    // Notifications name their @context by URL: one written inline (not a list of one URL) is
+    // hosted for them.
+    let one_url = |c: &Value| c.as_array().is_some_and(|a| a.len() == 1 && a[0].is_string());
+    if let (None, ContextRef::Inline(c)) = (sub.get("jsonldContext"), &req.ctx_ref)
+        && !one_url(c)
+    {
         sub.insert("jsonldContext".into(), json!(req.app.contexts.add_implicit(&req.tenant, c.clone()).await?));
     }
     if let Some(c) = sub.get("jsonldContext") {

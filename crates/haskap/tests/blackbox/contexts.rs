@@ -156,4 +156,13 @@ async fn inline_subscription_contexts_are_implicitly_created() {
         .await
         .assert_problem(400, "BadRequestData");
     assert_eq!(s.call("DELETE", &format!("/jsonldContexts/{id}"), None, &[]).await.status, 204);
+    // Regression (ETSI 028_06, 031_01_01, 046_10_01, 046_19): a list of one URL is that URL, and
+    // needs no context made for it.
+    let core = "https://uri.etsi.org/ngsi-ld/v1/ngsi-ld-core-context-v1.8.jsonld";
+    let one = json!({"id": "urn:x:one", "type": "Subscription", "entities": [{"type": "park"}],
+        "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}}, "@context": [core]});
+    assert_eq!(post(one).await.unwrap().status(), 201);
+    let stored = s.get("/subscriptions/urn:x:one").await.json();
+    assert!(stored.get("jsonldContext").is_none(), "{stored}");
+    assert_eq!(s.get("/jsonldContexts?kind=ImplicitlyCreated").await.json(), json!([]));
 }
