@@ -228,7 +228,8 @@ mod tests {
     /// What was read ahead is read again, then the rest of the connection.
     #[tokio::test]
     async fn prefixed_connections_replay_their_head() {
-        use tokio::io::AsyncReadExt;
+        use std::time::Duration;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = tokio::spawn(async move {
