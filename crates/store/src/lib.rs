@@ -203,6 +203,11 @@ impl Shared {
         let mut slot = self.disk.write();
         // The engine holds a lock file until it is dropped.
         drop(slot.take());
+        // A store whose files are gone is not silently started anew: memory would then be the
+        // only copy of its data.
+        if !self.dir.join("engine").join("version").is_file() {
+            return Err(StoreError::Corrupt(format!("the store's files in {} are gone", self.dir.display())));
+        }
         let disk = disk::Disk::open(&self.dir, self.options.cache_bytes)?;
         disk.probe()?;
         if self.reload_needed.load(Ordering::Acquire) {
@@ -619,6 +624,32 @@ mod tests {
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         assert!(matches!(store.health(), Health::Unwritable(_)));
         assert!(store.get("", "urn:a").is_none());
+    }
+
+    /// A store whose files disappeared is not reopened empty: it is Failed, for a restart.
+    #[tokio::test]
+    async fn a_store_whose_files_are_gone_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        put(&store, "", entity("urn:a", 1)).await;
+        let mut health = store.health_changes();
+        std::fs::remove_dir_all(dir.path().join("engine")).unwrap();
+        store.shared.engine_failed.store(true, Ordering::Release);
+        store.shared.set_health(Health::Unwritable("test".into()));
+        let failed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            loop {
+                if let Health::Failed(why) = &*health.borrow_and_update() {
+                    return why.clone();
+                }
+                health.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the store fails");
+        assert!(failed.contains("gone"), "{failed}");
+        let e = entity("urn:b", 2);
+        let err = store.write(move |txn| txn.apply("", "urn:b", Change::Put(e))).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     }
 
     /// A failed engine is reopened and the state reloaded from disk; writes work again.

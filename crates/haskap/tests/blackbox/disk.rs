@@ -152,3 +152,29 @@ async fn a_full_disk_engine_recovers_without_a_restart() {
 async fn writes_are_refused_below_the_reserve_and_taken_again() {
     full_disk("2").await;
 }
+
+/// When the write path cannot continue (here: the engine failed on a full disk and its files are
+/// then gone, so reopening it would start an empty store), the process exits non-zero for its
+/// supervisor to restart it, instead of serving writes that can only fail.
+#[tokio::test]
+async fn a_store_that_cannot_recover_exits_non_zero() {
+    let fs = Tmpfs::mount(24);
+    let data = tempfile::TempDir::new_in(fs.path()).unwrap();
+    let engine = data.path().join("engine");
+    let mut s = Server::start_in(data, &["--min-free-disk-mb", "0"]).await;
+    let _ballast = fill(fs.path(), 3 << 10);
+    write_until_refused(&s, "a").await;
+    std::fs::remove_dir_all(&engine).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        // Writes keep the writer retrying; it must give up for good, not start an empty store.
+        let body = json!({"id": "urn:ngsi-ld:Sensor:x", "type": "Sensor"}).to_string();
+        let _ = s.client.post(s.url("/entities")).header("Content-Type", "application/json").body(body).send().await;
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "haskap did not exit");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success(), "{status}");
+}
